@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from market.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
+from vicap.cli import app
+
+runner = CliRunner()
+
+
+def test_rules_self_check_passes():
+    result = runner.invoke(app, ["rules"])
+    assert result.exit_code == 0, result.output
+    assert "WRONG" not in result.output and result.output.count(" ok ") >= 10
+
+
+def test_demo_runs_a_session_with_a_vi_and_writes_valid_files(data_dir):
+    result = runner.invoke(app, ["demo", "--seed", "11"])
+    assert result.exit_code == 0, result.output
+    assert "demo ok" in result.output and "dynamic" in result.output
+    out = data_dir / "demo" / "engine_session"
+    ticks = pq.read_table(out / "ticks.parquet")
+    vi_log = pq.read_table(out / "vi_log.parquet")
+    check_table(ticks, TICK_SCHEMA)
+    check_table(vi_log, VI_LOG_SCHEMA)
+    assert vi_log.num_rows >= 1 and ticks.num_rows > 1_000

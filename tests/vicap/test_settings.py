@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from vicap.settings import Settings
+
+
+def test_defaults_and_paths(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VICAP_DATA_DIR", raising=False)
+    s = Settings()
+    assert s.data_dir == Path("data") and s.bind_host == "127.0.0.1" and s.online_store == "sqlite"
+    assert s.paths.vi_log == tmp_path / "data" / "raw" / "vi_log.parquet"
+    assert s.paths.tick_partition("2024-03-05") == tmp_path / "data" / "raw" / "ticks" / "date=2024-03-05"
+    assert s.paths.windows == tmp_path / "data" / "events" / "windows.parquet"
+
+
+def test_environment_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("VICAP_DATA_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("VICAP_BROKERAGE_RATE", "0.00015")
+    s = Settings()
+    assert s.paths.root == tmp_path / "elsewhere" and s.brokerage_rate == 0.00015
+
+
+def test_unknown_environment_key_is_an_error(monkeypatch):
+    monkeypatch.setenv("VICAP_DATADIR", "/tmp/x")
+    with pytest.raises(ValidationError, match=r"unknown setting.*VICAP_DATADIR"):
+        Settings()
+
+
+def test_unknown_dotenv_key_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("VICAP_SEED=3\nVICAP_ONLINE_STOR=redis://x\n")
+    with pytest.raises(ValidationError, match="vicap_online_stor"):
+        Settings()
+    (tmp_path / ".env").write_text("VICAP_SEED=3\n")
+    assert Settings().seed == 3
+
+
+def test_bad_values_are_rejected(monkeypatch):
+    monkeypatch.setenv("VICAP_BROKERAGE_RATE", "-1")
+    with pytest.raises(ValidationError, match="brokerage_rate"):
+        Settings()
+
+
+def test_secrets_never_print(monkeypatch):
+    monkeypatch.setenv("VICAP_KIS_APP_SECRET", "very-secret-value")
+    s = Settings()
+    assert "very-secret-value" not in repr(s) and "very-secret-value" not in str(s.model_dump())
+    assert s.kis_app_secret.get_secret_value() == "very-secret-value"

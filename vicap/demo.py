@@ -1,0 +1,179 @@
+"""The end-to-end demo. So far: the KRX rules self-check and one exchange session with a VI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from market import krx
+from market.exchange import BUY, SELL, Exchange, ExchangeConfig, Instrument, to_us
+from market.random_flow import random_order_stream
+from market.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
+from vicap.settings import get_settings
+
+console = Console()
+
+
+def _rule_checks() -> list[tuple[str, object, object]]:
+    """(what, computed, expected from krx-market-rules.md)."""
+    pre, post = dt.date(2022, 6, 2), dt.date(2024, 6, 3)
+    return [
+        ("tick 1,999 KRW (2023 table)", krx.tick_size(1_999, "KOSPI", post), 1),
+        ("tick 2,000 KRW (2023 table)", krx.tick_size(2_000, "KOSDAQ", post), 5),
+        ("tick 199,900 KRW (2023 table)", krx.tick_size(199_900, "KOSPI", post), 100),
+        ("tick 500,000 KRW (2023 table)", krx.tick_size(500_000, "KOSPI", post), 1_000),
+        ("tick 99,900 KRW KOSPI before 2023-01-25", krx.tick_size(99_900, "KOSPI", pre), 100),
+        ("tick 600,000 KRW KOSDAQ before 2023-01-25", krx.tick_size(600_000, "KOSDAQ", pre), 100),
+        ("limits of base 9,980, pre-2023 KOSPI", krx.price_limits(9_980, "KOSPI", pre), (6_990, 12_950)),
+        ("limits of base 9,980, 2023 table", krx.price_limits(9_980, "KOSPI", post), (6_990, 12_970)),
+        ("dynamic VI, KOSPI200, continuous", krx.dynamic_vi_rate(True, "continuous"), 0.03),
+        ("dynamic VI, KOSDAQ, closing auction", krx.dynamic_vi_rate(False, "closing_auction"), 0.04),
+        ("dynamic VI, KOSPI200, close on expiry", krx.dynamic_vi_rate(True, "closing_auction", True), 0.01),
+        (
+            "sell tax KOSPI, sold 2024-12-27 (settles 2025)",
+            krx.sell_tax_rate("KOSPI", dt.date(2024, 12, 27)),
+            0.0015,
+        ),
+        ("sell tax KOSDAQ, sold 2024-06-03", krx.sell_tax_rate("KOSDAQ", post), 0.0018),
+        ("derivatives expiry, 2024-06", krx.derivatives_expiry_day(2024, 6), dt.date(2024, 6, 13)),
+        (
+            "2024-01-02 opens at",
+            krx.session_schedule(dt.date(2024, 1, 2)).continuous_start.time(),
+            dt.time(10),
+        ),
+        ("2024-09-16 (추석) is a session", krx.is_trading_day(dt.date(2024, 9, 16)), False),
+    ]
+
+
+def rules_self_check() -> bool:
+    table = Table(title="KRX rules self-check (krx-market-rules.md)")
+    for col in ("rule", "computed", "expected", ""):
+        table.add_column(col)
+    ok = True
+    for what, got, want in _rule_checks():
+        good = got == want
+        ok &= good
+        table.add_row(what, str(got), str(want), "[green]ok[/]" if good else "[red]WRONG[/]")
+    console.print(table)
+    return ok
+
+
+def run_session(seed: int, inband_fill: bool = True) -> Exchange:
+    """One KOSDAQ stock-day: opening call, random flow, a buying burst that sets off a dynamic VI,
+    the VI call auction and its release, more flow, the closing call."""
+    day = dt.date(2024, 3, 5)
+    rng = np.random.default_rng(seed)
+    ex = Exchange(
+        Instrument("123450", "비캡전자", "KOSDAQ", kospi200=False),
+        day,
+        base_price=12_340,
+        config=ExchangeConfig(vi_inband_fill=inband_fill),
+        seed=seed,
+    )
+
+    def at(h: int, m: int, s: int = 0) -> int:
+        return to_us(dt.datetime(day.year, day.month, day.day, h, m, s, tzinfo=krx.SEOUL))
+
+    def flow(n: int, start: int, end: int, around: int, limit_only: bool = False) -> None:
+        stream = random_order_stream(
+            rng,
+            ex.grid,
+            n,
+            start,
+            end,
+            first_order_id=ex.next_order_id,
+            mid_index=int(np.searchsorted(ex.grid, around)),
+            p_market=0.0 if limit_only else 0.03,
+            p_cancel=0.1 if limit_only else 0.3,
+        )
+        ex.process(stream.ts, stream.kind, stream.side, stream.price, stream.qty, stream.target)
+
+    flow(400, at(8, 30), at(9, 0), ex.base_price, limit_only=True)
+    flow(4_000, at(9, 0), at(9, 30), ex.base_price)
+    # liquidity providers quote a thin ladder upward; an informed buyer then sweeps it
+    ref = ex.last_price
+    for p in range(krx.ceil_to_tick(ref + 20, "KOSDAQ", day), int(ref * 1.09), 20):
+        ex.submit_limit(at(9, 30), SELL, krx.floor_to_tick(p, "KOSDAQ", day), 300)
+    ex.submit_market(at(9, 30, 1), BUY, 60_000)
+    if ex.vi_active:
+        flow(300, at(9, 30, 2), at(9, 32), ex.indicative()[0] or ex.last_price, limit_only=True)
+    ex.advance(at(9, 33))
+    flow(8_000, at(9, 33), at(15, 20), ex.last_price)
+    flow(300, at(15, 20), at(15, 30), ex.last_price, limit_only=True)
+    ex.finish()
+    return ex
+
+
+def _print_session(ex: Exchange, seconds: float) -> None:
+    ticks = ex.ticks()
+    trades = ticks.filter(pc.equal(ticks["event_type"], "trade"))
+    prices = trades["price"].to_numpy()
+    kinds = {v["values"]: v["counts"] for v in ticks["event_type"].value_counts().to_pylist()}
+    summary = Table(
+        title=f"Exchange session {ex.instrument.stock_code} {ex.instrument.stock_name} "
+        f"({ex.instrument.market}) on {ex.day}"
+    )
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    for label, value in [
+        ("base price (기준가)", f"{ex.base_price:,}"),
+        ("daily limits (하한가 / 상한가)", f"{ex.lower_limit:,} / {ex.upper_limit:,}"),
+        (
+            "open / high / low / close",
+            f"{ex.open_price:,} / {prices.max():,} / {prices.min():,} / {ex.close_price:,}",
+        ),
+        ("volume (거래량)", f"{ex.cum_volume:,}"),
+        (
+            "tick rows: trade / book / indicative / status",
+            " / ".join(f"{kinds.get(t, 0):,}" for t in ("trade", "book", "indicative", "status")),
+        ),
+        ("engine time", f"{seconds:.2f} s"),
+    ]:
+        summary.add_row(label, value)
+    console.print(summary)
+    vis = Table(title="VI log (the engine's own record)")
+    for col in ("trigger", "release", "type", "dir", "ref", "trigger price", "auction price", "duration"):
+        vis.add_column(col)
+    for r in ex.vi_log().to_pylist():
+        dur = (r["release_ts"] - r["trigger_ts"]).total_seconds() if r["release_ts"] else float("nan")
+        vis.add_row(
+            r["trigger_ts"].strftime("%H:%M:%S"),
+            r["release_ts"].strftime("%H:%M:%S.%f")[:-3] if r["release_ts"] else "-",
+            r["vi_type"],
+            f"{r['direction']:+d}",
+            f"{r['ref_price']:,}",
+            f"{r['trigger_price']:,} ({r['trigger_price'] / r['ref_price'] - 1:+.2%})",
+            f"{r['auction_price']:,}" if r["auction_price"] else "-",
+            f"{dur:.1f} s",
+        )
+    console.print(vis)
+
+
+def run_demo(seed: int = 7) -> int:
+    settings = get_settings()
+    console.rule("[bold]vicap demo[/]: KRX rules")
+    rules_ok = rules_self_check()
+    console.rule("[bold]vicap demo[/]: one exchange session with a VI")
+    t0 = time.perf_counter()
+    ex = run_session(seed)
+    seconds = time.perf_counter() - t0
+    _print_session(ex, seconds)
+    out = settings.paths.root / "demo" / "engine_session"
+    out.mkdir(parents=True, exist_ok=True)
+    ticks, vi_log = ex.ticks(), ex.vi_log()
+    check_table(ticks, TICK_SCHEMA, source="demo ticks")
+    check_table(vi_log, VI_LOG_SCHEMA, source="demo vi_log")
+    pq.write_table(ticks, out / "ticks.parquet")
+    pq.write_table(vi_log, out / "vi_log.parquet")
+    console.print(f"wrote {ticks.num_rows:,} tick rows and {vi_log.num_rows} VI records under {out}")
+    if not rules_ok or vi_log.num_rows == 0:
+        console.print("[red]demo failed: a rule check is wrong or the session produced no VI[/]")
+        return 1
+    console.print("[green]demo ok[/]")
+    return 0

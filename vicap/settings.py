@@ -1,0 +1,85 @@
+"""vicap's one typed settings object: ``VICAP_*`` environment variables and an optional ``.env``.
+
+An unknown ``VICAP_*`` key is an error (a typo must not silently fall back to a default).
+Secrets are ``SecretStr``: they print as ``**********`` and never reach a log.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from market.krx import DEFAULT_BROKERAGE_RATE
+
+ENV_PREFIX = "VICAP_"
+
+
+class UnknownSetting(ValueError):
+    pass
+
+
+class DataPaths:
+    """The data contracts of architecture.md under one data root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.raw = root / "raw"
+        self.ticks = self.raw / "ticks"
+        self.instruments = self.raw / "instruments.parquet"
+        self.vi_log = self.raw / "vi_log.parquet"
+        self.quarantine = root / "quarantine"
+        self.events = root / "events" / "events.parquet"
+        self.windows = root / "events" / "windows.parquet"
+        self.features = root / "features"
+        self.labels = root / "labels"
+        self.feast = root / "feast"
+        self.reports = root / "reports"
+        self.bench_reports = self.reports / "bench"
+        self.journal = root / "journal"
+
+    def tick_partition(self, day: str) -> Path:
+        return self.ticks / f"date={day}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="data root (VICAP_DATA_DIR)")
+    online_store: str = Field("sqlite", description="'sqlite' (embedded) or redis://host:port")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the production online store")
+    require_redis: bool = Field(False, description="CI: a Redis test must run, not skip")
+    bind_host: str = Field("127.0.0.1", description="servers bind here unless told otherwise")
+    ray_address: str | None = Field(None, description="Ray cluster address; None runs locally")
+    brokerage_rate: float = Field(DEFAULT_BROKERAGE_RATE, ge=0, lt=0.01, description="per side, fraction")
+    vi_inband_fill: bool = Field(True, description="in-band part of an aggressive order fills before a VI")
+    seed: int = Field(7, description="default random seed")
+    kis_app_key: SecretStr | None = None
+    kis_app_secret: SecretStr | None = None
+    kis_account: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_environment(cls, values: object) -> object:
+        known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+        if unknown:
+            raise UnknownSetting(
+                f"unknown setting(s) in the environment: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return values
+
+    @cached_property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.data_dir.resolve())
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)
