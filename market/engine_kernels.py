@@ -119,12 +119,12 @@ def vi_check(S, price, dynamic_bp):
 
 
 @njit(cache=True)
-def _vi_status(S):
+def vi_status_now(S):
     return 1 if S[S_VI_ACTIVE] == 1 else 0
 
 
 @njit(cache=True)
-def _emit(S, OUT, grid, L, ts, typ, price, volume, side, order_id, vi_status, with_book):
+def emit_row(S, OUT, grid, L, ts, typ, price, volume, side, order_id, vi_status, with_book):
     r = S[S_N_OUT]
     S[S_N_OUT] = r + 1
     OUT[r, C_TS] = ts
@@ -345,7 +345,7 @@ def _start_vi(S, OUT, V, L, grid, D, ts, vtype, direction, trigger_price, dynami
     else:
         S[S_PHASE] = PH_VI
         S[S_T_VI_END] = end
-    _emit(S, OUT, grid, L, ts, EV_STATUS, trigger_price, 0, 0, order_id, 1, S[S_EMIT_BOOK] == 1)
+    emit_row(S, OUT, grid, L, ts, EV_STATUS, trigger_price, 0, 0, order_id, 1, S[S_EMIT_BOOK] == 1)
 
 
 @njit(cache=True)
@@ -363,7 +363,7 @@ def _run_uncross(S, O, L, F, OUT, V, grid, ts, price_idx, volume):
         S[S_DYNAMIC_REF] = price
     vs = 2 if released else 0
     if volume > 0:
-        _emit(S, OUT, grid, L, ts, EV_TRADE, grid[price_idx], volume, 0, -1, vs, False)
+        emit_row(S, OUT, grid, L, ts, EV_TRADE, grid[price_idx], volume, 0, -1, vs, False)
     if released:
         r = S[S_N_VI] - 1
         V[r, V_RELEASE_TS] = ts
@@ -372,7 +372,7 @@ def _run_uncross(S, O, L, F, OUT, V, grid, ts, price_idx, volume):
 
 
 @njit(cache=True)
-def _previous_price(S):
+def previous_price(S):
     return S[S_LAST_PRICE] if S[S_LAST_PRICE] > 0 else S[S_STATIC_REF]
 
 
@@ -393,17 +393,17 @@ def _transition(S, O, L, F, OUT, V, grid, D):
             _run_uncross(S, O, L, F, OUT, V, grid, t, p, v)
             S[S_OPEN_PRICE] = grid[p]
         S[S_PHASE] = PH_CONTINUOUS
-        _emit(S, OUT, grid, L, t, EV_STATUS, S[S_LAST_PRICE], 0, 0, -1, 0, emit_book)
+        emit_row(S, OUT, grid, L, t, EV_STATUS, S[S_LAST_PRICE], 0, 0, -1, 0, emit_book)
         return t
     if ph == PH_VI:
         if S[S_T_VI_END] <= S[S_T_CLOSE_START]:
             t = S[S_T_VI_END]
-            p, v = uncross_price(S, L, grid, _previous_price(S))
+            p, v = uncross_price(S, L, grid, previous_price(S))
             _run_uncross(S, O, L, F, OUT, V, grid, t, p, v)
             if v > 0 and S[S_OPEN_PRICE] == 0:
                 S[S_OPEN_PRICE] = grid[p]
             S[S_PHASE] = PH_CONTINUOUS
-            _emit(S, OUT, grid, L, t, EV_STATUS, S[S_LAST_PRICE], 0, 0, -1, 2, emit_book)
+            emit_row(S, OUT, grid, L, t, EV_STATUS, S[S_LAST_PRICE], 0, 0, -1, 2, emit_book)
             S[S_VI_ACTIVE] = 0
             S[S_VI_TYPE] = VI_NONE
             S[S_VI_DIR] = 0
@@ -412,16 +412,16 @@ def _transition(S, O, L, F, OUT, V, grid, D):
         t = S[S_T_CLOSE_START]
         S[S_PHASE] = PH_CLOSING
         S[S_CLOSE_EXTENDED] = 1
-        _emit(S, OUT, grid, L, t, EV_STATUS, 0, 0, 0, -1, 1, emit_book)
+        emit_row(S, OUT, grid, L, t, EV_STATUS, 0, 0, 0, -1, 1, emit_book)
         return t
     if ph == PH_CONTINUOUS:
         t = S[S_T_CLOSE_START]
         S[S_PHASE] = PH_CLOSING
-        _emit(S, OUT, grid, L, t, EV_STATUS, 0, 0, 0, -1, 0, emit_book)
+        emit_row(S, OUT, grid, L, t, EV_STATUS, 0, 0, 0, -1, 0, emit_book)
         return t
     if ph == PH_CLOSING:
         t = S[S_T_CLOSE_END]
-        p, v = uncross_price(S, L, grid, _previous_price(S))
+        p, v = uncross_price(S, L, grid, previous_price(S))
         if v > 0 and S[S_CLOSE_EXTENDED] == 0:
             vtype, d = vi_check(S, grid[p], S[S_DYNAMIC_BP_CLOSE])
             if vtype != VI_NONE:
@@ -431,7 +431,7 @@ def _transition(S, O, L, F, OUT, V, grid, D):
         _run_uncross(S, O, L, F, OUT, V, grid, t, p, v)
         S[S_CLOSE_PRICE] = grid[p] if v > 0 else S[S_LAST_PRICE]
         S[S_PHASE] = PH_CLOSED
-        _emit(S, OUT, grid, L, t, EV_STATUS, S[S_CLOSE_PRICE], 0, 0, -1, 2 if was_vi else 0, emit_book)
+        emit_row(S, OUT, grid, L, t, EV_STATUS, S[S_CLOSE_PRICE], 0, 0, -1, 2 if was_vi else 0, emit_book)
         S[S_VI_ACTIVE] = 0
         S[S_VI_TYPE] = VI_NONE
         S[S_VI_DIR] = 0
@@ -506,7 +506,7 @@ def _match_continuous(S, O, L, F, OUT, V, grid, D, oid, s, lim, qty, is_limit, t
                 S[S_CUM_VOLUME] += level_volume
                 S[S_LAST_PRICE] = price
                 traded = True
-                _emit(S, OUT, grid, L, ts, EV_TRADE, price, level_volume, sign, oid, 0, False)
+                emit_row(S, OUT, grid, L, ts, EV_TRADE, price, level_volume, sign, oid, 0, False)
             i += step
         _refresh_best(S, L, n)
     if traded:
@@ -527,10 +527,10 @@ def _emit_after_change(S, L, OUT, grid, ts, oid):
     if S[S_EMIT_BOOK] == 0:
         return
     if S[S_PHASE] == PH_CONTINUOUS:
-        _emit(S, OUT, grid, L, ts, EV_BOOK, 0, 0, 0, oid, 0, True)
+        emit_row(S, OUT, grid, L, ts, EV_BOOK, 0, 0, 0, oid, 0, True)
     elif ts >= S[S_T_INDICATIVE]:
-        p, v = uncross_price(S, L, grid, _previous_price(S))
-        _emit(S, OUT, grid, L, ts, EV_INDICATIVE, grid[p] if v > 0 else 0, v, 0, oid, _vi_status(S), True)
+        p, v = uncross_price(S, L, grid, previous_price(S))
+        emit_row(S, OUT, grid, L, ts, EV_INDICATIVE, grid[p] if v > 0 else 0, v, 0, oid, vi_status_now(S), True)
 
 
 @njit(cache=True)

@@ -72,6 +72,7 @@ class Exchange:
         config: ExchangeConfig | None = None,
         seed: int = 0,
         order_capacity: int = 4096,
+        output_capacity: int | None = None,
     ) -> None:
         self.instrument = instrument
         self.day = day
@@ -114,9 +115,11 @@ class Exchange:
         self._O = np.zeros((order_capacity, k.O_COLS), dtype=np.int64)
         self._L = np.full((k.L_ROWS, n), -1, dtype=np.int64)
         self._L[k.L_QTY : k.L_QTY + 2] = 0
-        self._OUT = np.zeros((max(4 * order_capacity, 8 * n), k.OUT_COLS), dtype=np.int64)
+        rows = output_capacity or max(4 * order_capacity, 8 * n)
+        self._OUT = np.zeros((rows, k.OUT_COLS), dtype=np.int64)
         self._F = np.zeros((2 * order_capacity, k.F_COLS), dtype=np.int64)
-        self._V = np.zeros((64, k.V_COLS), dtype=np.int64)
+        self._V = np.zeros((256, k.V_COLS), dtype=np.int64)  # a day holds at most ~190 VIs
+        self._ts_seen = 0
 
     # ------------------------------------------------------------ order entry
 
@@ -209,7 +212,7 @@ class Exchange:
         self.advance(max(end, self._last_ts()))
 
     def _last_ts(self) -> int:
-        return getattr(self, "_ts_seen", 0)
+        return self._ts_seen
 
     def _ensure_orders(self, m: int) -> None:
         need = int(self._S[k.S_NEXT_ID]) + m
@@ -288,6 +291,11 @@ class Exchange:
         last = self.last_price or self.static_reference
         p, v = k.uncross_price(self._S, self._L, self.grid, last)
         return (int(self.grid[p]), int(v)) if v > 0 else (0, 0)
+
+    def kernel_state(self) -> tuple[np.ndarray, ...]:
+        """(S, O, L, grid, OUT, F, V, D): the arrays the kernels work on, for another kernel that
+        drives this exchange from inside numba (the synthetic market)."""
+        return self._S, self._O, self._L, self.grid, self._OUT, self._F, self._V, self._delays
 
     # ------------------------------------------------------------ output
 

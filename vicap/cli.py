@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -17,6 +19,35 @@ def demo(seed: int = typer.Option(7, help="random seed of the demo session")) ->
     from vicap.demo import run_demo
 
     raise typer.Exit(run_demo(seed=seed))
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., help="dataset root to write (ticks/, instruments.parquet, vi_log.parquet)"),
+    stocks: int = typer.Option(20, min=1, help="number of stocks"),
+    days: int = typer.Option(10, min=1, help="number of XKRX trading days"),
+    seed: int = typer.Option(7, help="random seed: same seed and arguments, byte-identical output"),
+    start: str = typer.Option("2024-01-02", help="first day (YYYY-MM-DD; the next session if a holiday)"),
+    vi_intensity: str = typer.Option("normal", help="normal (~5 VIs per stock-year) or hot (many a day)"),
+    jobs: int = typer.Option(0, help="parallel processes (0: one per core)"),
+    ray_address: str = typer.Option(None, help="run the stock-days as Ray tasks on this cluster"),
+) -> None:
+    """Generate a synthetic KRX market with emergent VI events (the embedded default data)."""
+    import os
+
+    from vicap.generate_cmd import run_generate
+
+    run_generate(out, stocks, days, seed, _parse_date(start), vi_intensity, jobs or os.cpu_count() or 1,
+                 ray_address)
+
+
+def _parse_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
 @app.command()
