@@ -1,8 +1,8 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import matching
+from bench import generation, matching
 
-BENCHMARKS = [matching.main]
+BENCHMARKS = [matching.main, generation.main]
 
 for bench in BENCHMARKS:
     bench()

@@ -530,7 +530,9 @@ def _emit_after_change(S, L, OUT, grid, ts, oid):
         emit_row(S, OUT, grid, L, ts, EV_BOOK, 0, 0, 0, oid, 0, True)
     elif ts >= S[S_T_INDICATIVE]:
         p, v = uncross_price(S, L, grid, previous_price(S))
-        emit_row(S, OUT, grid, L, ts, EV_INDICATIVE, grid[p] if v > 0 else 0, v, 0, oid, vi_status_now(S), True)
+        emit_row(
+            S, OUT, grid, L, ts, EV_INDICATIVE, grid[p] if v > 0 else 0, v, 0, oid, vi_status_now(S), True
+        )
 
 
 @njit(cache=True)

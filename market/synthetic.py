@@ -9,6 +9,7 @@ whatever the number of jobs and whichever order they finish in.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections import Counter
@@ -20,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market import engine_kernels as k
 from market import krx
 from market import synthetic_kernels as sk
 from market.exchange import Exchange, ExchangeConfig, Instrument, to_us
@@ -34,8 +34,40 @@ CAUSE_WEIGHTS = {"news": 0.35, "disclosure": 0.2, "program": 0.25, "panic": 0.2}
 INVESTOR_PUBLICATIONS = ((9, 30), (10, 0), (11, 20), (13, 20), (14, 30))  # provisional 잠정치 times
 SECONDS_FROM_0830 = 7 * 3600 + 2 * 600  # 08:30 to 15:50: enough for a VI-extended close
 
-_SYLLABLES = ("한", "성", "대", "동", "신", "미", "래", "코", "비", "캡", "광", "명", "태", "우", "진", "현", "세", "영")
-_SECTORS = ("전자", "바이오", "화학", "제약", "반도체", "에너지", "건설", "소재", "통신", "엔터", "로보틱스", "중공업")
+_SYLLABLES = (
+    "한",
+    "성",
+    "대",
+    "동",
+    "신",
+    "미",
+    "래",
+    "코",
+    "비",
+    "캡",
+    "광",
+    "명",
+    "태",
+    "우",
+    "진",
+    "현",
+    "세",
+    "영",
+)
+_SECTORS = (
+    "전자",
+    "바이오",
+    "화학",
+    "제약",
+    "반도체",
+    "에너지",
+    "건설",
+    "소재",
+    "통신",
+    "엔터",
+    "로보틱스",
+    "중공업",
+)
 
 
 @dataclass(frozen=True)
@@ -73,17 +105,19 @@ def make_universe(n_stocks: int, seed: int, on: dt.date) -> list[StockSpec]:
                 names.add(name)
                 break
         activity = float(np.exp(rng.normal(0.3 + 0.9 * size, 0.4)))
-        specs.append(StockSpec(
-            stock_code=f"{int(codes[i]):06d}",
-            stock_name=name,
-            market=market,
-            kospi200=kospi200,
-            first_base_price=krx.floor_to_tick(int(price), market, on),
-            activity=activity,
-            lp_value=float(np.exp(rng.normal(np.log(8e6) + 1.5 * size, 0.4))),
-            daily_vol=float(rng.uniform(0.015, 0.03) * (1.4 if market == "KOSDAQ" else 1.0)),
-            beta=float(rng.uniform(0.6, 1.4)),
-        ))
+        specs.append(
+            StockSpec(
+                stock_code=f"{int(codes[i]):06d}",
+                stock_name=name,
+                market=market,
+                kospi200=kospi200,
+                first_base_price=krx.floor_to_tick(int(price), market, on),
+                activity=activity,
+                lp_value=float(np.exp(rng.normal(np.log(8e6) + 1.5 * size, 0.4))),
+                daily_vol=float(rng.uniform(0.015, 0.03) * (1.4 if market == "KOSDAQ" else 1.0)),
+                beta=float(rng.uniform(0.6, 1.4)),
+            )
+        )
     return specs
 
 
@@ -101,11 +135,17 @@ def make_day_plan(day: dt.date, seed: int, day_index: int) -> DayPlan:
     returns = rng.standard_t(4, size=SECONDS_FROM_0830) * per_second / np.sqrt(2.0)
     returns[:1800] = 0.0  # the market factor moves from the open
     n_baskets = rng.poisson(6)
-    baskets = np.column_stack([
-        rng.uniform(1800 + 300, 1800 + 6 * 3600, size=n_baskets),
-        rng.choice([-1.0, 1.0], size=n_baskets),
-        (rng.random(n_baskets) < 0.5).astype(float),
-    ]) if n_baskets else np.zeros((0, 3))
+    baskets = (
+        np.column_stack(
+            [
+                rng.uniform(1800 + 300, 1800 + 6 * 3600, size=n_baskets),
+                rng.choice([-1.0, 1.0], size=n_baskets),
+                (rng.random(n_baskets) < 0.5).astype(float),
+            ]
+        )
+        if n_baskets
+        else np.zeros((0, 3))
+    )
     return DayPlan(day=day, market_returns=returns, baskets=baskets)
 
 
@@ -157,7 +197,7 @@ def make_episodes(spec: StockSpec, plan: DayPlan, intensity: str, rng: np.random
     return np.array(rows).reshape(-1, sk.EP_COLS)
 
 
-def stock_parameters(spec: StockSpec, base_price: int, rng: np.random.Generator) -> np.ndarray:
+def stock_parameters(spec: StockSpec, day: dt.date, base_price: int, rng: np.random.Generator) -> np.ndarray:
     p = np.zeros(sk.P_COLS)
     p[sk.P_SIGMA] = spec.daily_vol / np.sqrt(6.5 * 3600)
     p[sk.P_BETA] = spec.beta
@@ -167,7 +207,9 @@ def stock_parameters(spec: StockSpec, base_price: int, rng: np.random.Generator)
     lot = _round_lot(base_price)
     p[sk.P_LOT] = lot
     p[sk.P_LP_DEPTH] = max(lot, spec.lp_value / base_price)
-    p[sk.P_LP_HALF] = 0 if spec.activity > 1.5 else 1
+    # quoted spread of about 8-25 bp, fewer ticks where a tick is a large part of the price
+    tick_bp = krx.tick_size(base_price, spec.market, day) / base_price * 1e4
+    p[sk.P_LP_HALF] = int(min(4, (25.0 / np.sqrt(spec.activity)) / (2 * tick_bp)))
     p[sk.P_GAP] = rng.normal(0, 0.01)
     p[sk.P_VOL_OF_VOL] = 0.05
     p[sk.P_INFORMED_EDGE] = 0.004
@@ -188,37 +230,74 @@ class StockDayResult:
     n_order_events: int
 
 
-def simulate_stock_day(spec: StockSpec, day: dt.date, base_price: int, plan: DayPlan, intensity: str,
-                       seed: int, day_index: int, stock_index: int) -> StockDayResult:
+def simulate_stock_day(
+    spec: StockSpec,
+    day: dt.date,
+    base_price: int,
+    plan: DayPlan,
+    intensity: str,
+    seed: int,
+    day_index: int,
+    stock_index: int,
+) -> StockDayResult:
     rng = np.random.default_rng([seed, day_index, stock_index])
     episodes = make_episodes(spec, plan, intensity, rng)
-    params = stock_parameters(spec, base_price, rng)
+    params = stock_parameters(spec, day, base_price, rng)
     kernel_seed = int(rng.integers(0, 2**31 - 1))
     schedule = krx.session_schedule(day)
     t_start = to_us(schedule.opening_auction_start)
     t_end = t_start + SECONDS_FROM_0830 * 1_000_000
-    pub = np.array([to_us(dt.datetime(day.year, day.month, day.day, h, m, tzinfo=krx.SEOUL))
-                    for h, m in INVESTOR_PUBLICATIONS], dtype=np.int64)
+    pub = np.array(
+        [
+            to_us(dt.datetime(day.year, day.month, day.day, h, m, tzinfo=krx.SEOUL))
+            for h, m in INVESTOR_PUBLICATIONS
+        ],
+        dtype=np.int64,
+    )
     exchange_seed = int(rng.integers(0, 2**31 - 1))
     capacity = int(60_000 * max(1.0, spec.activity))
     while True:
-        ex = Exchange(spec.instrument, day, base_price, config=ExchangeConfig(emit_book=False, record_fills=False),
-                      seed=exchange_seed, order_capacity=capacity * 4, output_capacity=capacity * 2)
+        ex = Exchange(
+            spec.instrument,
+            day,
+            base_price,
+            config=ExchangeConfig(emit_book=False, record_fills=False),
+            seed=exchange_seed,
+            order_capacity=capacity * 4,
+            output_capacity=capacity * 2,
+        )
         state = ex.kernel_state()
         overlay = np.zeros((capacity * 2, sk.OV_COLS), dtype=np.int64)
         vi_cause = np.zeros(len(state[6]), dtype=np.int64)
         vi_drift = np.full(len(state[6]), np.nan)
-        status = sk.simulate_stock_day(*state, overlay, vi_cause, vi_drift, params, plan.market_returns,
-                                       episodes, pub, t_start, t_end, base_price, kernel_seed)
+        status = sk.simulate_stock_day(
+            *state,
+            overlay,
+            vi_cause,
+            vi_drift,
+            params,
+            plan.market_returns,
+            episodes,
+            pub,
+            t_start,
+            t_end,
+            base_price,
+            kernel_seed,
+        )
         if status == sk.STATUS_OK:
             break
         capacity *= 2  # deterministic: the rerun draws the same numbers into bigger buffers
     ov = overlay[: len(ex.raw_events())]
-    ticks = ex.ticks(overlay={
-        "program_net_buy": ov[:, sk.OV_PROGRAM_NET], "institution_net": ov[:, sk.OV_INSTITUTION],
-        "foreign_net": ov[:, sk.OV_FOREIGN], "individual_net": ov[:, sk.OV_INDIVIDUAL],
-        "news_flag": ov[:, sk.OV_NEWS].astype(bool), "disclosure_flag": ov[:, sk.OV_DISCLOSURE].astype(bool),
-    })
+    ticks = ex.ticks(
+        overlay={
+            "program_net_buy": ov[:, sk.OV_PROGRAM_NET],
+            "institution_net": ov[:, sk.OV_INSTITUTION],
+            "foreign_net": ov[:, sk.OV_FOREIGN],
+            "individual_net": ov[:, sk.OV_INDIVIDUAL],
+            "news_flag": ov[:, sk.OV_NEWS].astype(bool),
+            "disclosure_flag": ov[:, sk.OV_DISCLOSURE].astype(bool),
+        }
+    )
     n_vi = len(ex.vi_records())
     cause = [sk.CAUSES[c] if c else None for c in vi_cause[:n_vi]]
     drift = [None if np.isnan(d) else float(d) for d in vi_drift[:n_vi]]
@@ -266,17 +345,27 @@ def write_parquet(table: pa.Table, path: Path) -> None:
 
 
 def run_stock_day(task: StockDayTask) -> StockDayDone:
-    result = simulate_stock_day(task.spec, task.day, task.base_price, task.plan, task.intensity, task.seed,
-                                task.day_index, task.stock_index)
+    result = simulate_stock_day(
+        task.spec,
+        task.day,
+        task.base_price,
+        task.plan,
+        task.intensity,
+        task.seed,
+        task.day_index,
+        task.stock_index,
+    )
     write_parquet(result.ticks, tick_file(Path(task.out), task.day, task.spec.stock_code))
-    return StockDayDone(task.stock_index, result.close_price, result.vi_log, result.ticks.num_rows,
-                        result.n_order_events)
+    return StockDayDone(
+        task.stock_index, result.close_price, result.vi_log, result.ticks.num_rows, result.n_order_events
+    )
 
 
 @dataclass
 class GenerateSummary:
     stocks: int
     days: int
+    intensity: str
     first_day: dt.date
     last_day: dt.date
     ticks: int
@@ -348,10 +437,14 @@ def generate(
         for d, day in enumerate(sessions):
             plan = make_day_plan(day, seed, d)
             base = [krx.floor_to_tick(b, s.market, day) for b, s in zip(base, universe, strict=True)]
-            instruments += [(day, s.stock_code, s.stock_name, s.market, s.kospi200, b)
-                            for s, b in zip(universe, base, strict=True)]
-            tasks = [StockDayTask(str(out), s, day, base[i], plan, intensity, seed, d, i)
-                     for i, s in enumerate(universe)]
+            instruments += [
+                (day, s.stock_code, s.stock_name, s.market, s.kospi200, b)
+                for s, b in zip(universe, base, strict=True)
+            ]
+            tasks = [
+                StockDayTask(str(out), s, day, base[i], plan, intensity, seed, d, i)
+                for i, s in enumerate(universe)
+            ]
             for done in runner(run_stock_day, tasks):
                 base[done.stock_index] = done.close_price
                 vi_logs.append(done.vi_log)
@@ -364,15 +457,25 @@ def generate(
         if pool is not None:
             pool.shutdown()
     inst = pa.Table.from_pylist(
-        [dict(zip(INSTRUMENT_SCHEMA.names, row, strict=True)) for row in instruments], schema=INSTRUMENT_SCHEMA)
+        [dict(zip(INSTRUMENT_SCHEMA.names, row, strict=True)) for row in instruments],
+        schema=INSTRUMENT_SCHEMA,
+    )
     write_parquet(inst, out / "instruments.parquet")
     vi_log = pa.concat_tables(vi_logs).cast(VI_LOG_SYNTHETIC_SCHEMA)
     vi_log = vi_log.sort_by([("trigger_ts", "ascending"), ("stock_code", "ascending")])
     write_parquet(vi_log, out / "vi_log.parquet")
-    return GenerateSummary(
-        stocks=stocks, days=len(sessions), first_day=sessions[0], last_day=sessions[-1], ticks=n_ticks,
-        order_events=n_orders, vis=vi_log.num_rows,
+    summary = GenerateSummary(
+        stocks=stocks,
+        days=len(sessions),
+        intensity=intensity,
+        first_day=sessions[0],
+        last_day=sessions[-1],
+        ticks=n_ticks,
+        order_events=n_orders,
+        vis=vi_log.num_rows,
         vis_by_type=dict(sorted(Counter(vi_log["vi_type"].to_pylist()).items())),
         vis_by_cause=dict(sorted(Counter(c or "none" for c in vi_log["cause"].to_pylist()).items())),
         seconds=time.perf_counter() - t0,
     )
+    (out / "generate_summary.json").write_text(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
+    return summary

@@ -19,19 +19,43 @@ from numba import njit
 
 from market import engine_kernels as k
 
-STEP_US = 100_000  # participants act on a 100 ms clock; the book feed is throttled to one row a step
+STEP_US = 100_000  # participants act on a 100 ms clock; in calm times the book feed is one row a step
 
 # ---- episode causes (index into CAUSES), rows of the episode plan
 CAUSES = ("none", "news", "disclosure", "program", "panic")
 CAUSE_NEWS, CAUSE_DISCLOSURE, CAUSE_PROGRAM, CAUSE_PANIC = 1, 2, 3, 4
-(EP_T0, EP_CAUSE, EP_DIR, EP_JUMP, EP_JUMP_DUR, EP_CONT, EP_CONT_DUR, EP_PRESSURE, EP_PRESSURE_DUR,
- EP_PERSIST, EP_FLAG_T, EP_WITHDRAW) = range(12)
+(
+    EP_T0,
+    EP_CAUSE,
+    EP_DIR,
+    EP_JUMP,
+    EP_JUMP_DUR,
+    EP_CONT,
+    EP_CONT_DUR,
+    EP_PRESSURE,
+    EP_PRESSURE_DUR,
+    EP_PERSIST,
+    EP_FLAG_T,
+    EP_WITHDRAW,
+) = range(12)
 EP_COLS = 12
-EPISODE_ACTIVE_S = 240.0  # a VI this long after an episode's start is attributed to it
+EPISODE_MARGIN_S = 150.0  # a VI this long after an episode's plan ends is still its doing
 
 # ---- stock parameters
-(P_SIGMA, P_BETA, P_NOISE_RATE, P_INFORMED_RATE, P_MOMENTUM_RATE, P_LP_DEPTH, P_LP_HALF, P_LOT,
- P_GAP, P_VOL_OF_VOL, P_PROGRAM_SHARE, P_INFORMED_EDGE) = range(12)
+(
+    P_SIGMA,
+    P_BETA,
+    P_NOISE_RATE,
+    P_INFORMED_RATE,
+    P_MOMENTUM_RATE,
+    P_LP_DEPTH,
+    P_LP_HALF,
+    P_LOT,
+    P_GAP,
+    P_VOL_OF_VOL,
+    P_PROGRAM_SHARE,
+    P_INFORMED_EDGE,
+) = range(12)
 P_COLS = 12
 
 # ---- overlay columns written beside the engine's rows
@@ -46,6 +70,8 @@ LP_LEVELS = 10
 LP_SLOTS = 24
 ANCHOR_PULL = 0.35
 INFORMED_REACH = 2
+BUSY_SURGE = 4.0  # participant flow multiplier while a shock plays out or a VI runs
+CLOSING_CALL_S = 6 * 3600 + 50 * 60  # 15:20, in seconds after 08:30
 NOISE_RING = 512
 
 
@@ -67,9 +93,12 @@ def _plan(epi, t_s):
 
 @njit(cache=True)
 def _active_episode(epi, t_s):
+    """The latest episode still playing out at t_s: its planned moves and pressure, plus a margin."""
     best = -1
     for e in range(epi.shape[0]):
-        if epi[e, EP_T0] <= t_s <= epi[e, EP_T0] + EPISODE_ACTIVE_S:
+        pressure = epi[e, EP_PRESSURE_DUR] * (2.5 if epi[e, EP_PERSIST] > 0 else 1.0)
+        length = max(epi[e, EP_JUMP_DUR] + epi[e, EP_CONT_DUR], pressure) + EPISODE_MARGIN_S
+        if epi[e, EP_T0] <= t_s <= epi[e, EP_T0] + length:
             best = e
     return best
 
@@ -108,8 +137,27 @@ def _lot(qty_f, lot):
 
 
 @njit(cache=True)
-def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, mkt, epi, pub_us,
-                       t_start_us, t_end_us, base_price, seed):
+def simulate_stock_day(
+    S,
+    O,
+    L,
+    grid,
+    OUT,
+    F,
+    V,
+    D,
+    OVL,
+    VI_CAUSE,
+    VI_DRIFT,
+    P,
+    mkt,
+    epi,
+    pub_us,
+    t_start_us,
+    t_end_us,
+    base_price,
+    seed,
+):
     """Simulate from 08:30 (``t_start_us``) until the close. Returns STATUS_NEED_ROOM when a
     buffer is too small (the caller enlarges them and runs again: the result is deterministic)."""
     np.random.seed(seed)
@@ -131,13 +179,14 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
     n_vi_seen = 0
     lot = P[P_LOT]
     t = t_start_us
+    open_s = (S[k.S_T_OPEN] - t_start_us) / 1e6
     last_sec = -1
     while t <= t_end_us and S[k.S_PHASE] != k.PH_CLOSED:
         t_s = (t - t_start_us) / 1e6
         sec = int(t_s)
         rows_before = S[k.S_N_OUT]
         top_before = _top_of_book(S, L, n)
-        oid, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_ADVANCE, 0, 0, 0, -1)
+        _, _, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_ADVANCE, 0, 0, 0, -1)
         if not ok:
             return STATUS_NEED_ROOM
         phase = S[k.S_PHASE]
@@ -148,7 +197,10 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
             last_sec = sec
             last_sec_price[sec % 40] = S[k.S_LAST_PRICE] if S[k.S_LAST_PRICE] > 0 else base_price
         m = mkt[min(sec, mkt.shape[0] - 1)] * STEP_US / 1e6
-        v += P[P_BETA] * m + P[P_SIGMA] * np.exp(log_vol) * np.sqrt(STEP_US / 1e6) * np.random.standard_normal()
+        v += (
+            P[P_BETA] * m
+            + P[P_SIGMA] * np.exp(log_vol) * np.sqrt(STEP_US / 1e6) * np.random.standard_normal()
+        )
         fair = base_price * np.exp(v + _plan(epi, t_s))
         f_idx = min(max(np.searchsorted(grid, fair), 0), n - 1)
         # liquidity providers and noise traders see prints, not F: they quote between the two
@@ -156,12 +208,17 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
         anchor = fair if last <= 0 else np.exp(np.log(last) + ANCHOR_PULL * (np.log(fair) - np.log(last)))
         a_idx = min(max(np.searchsorted(grid, anchor), 0), n - 1)
         active = _active_episode(epi, t_s)
+        # around a shock the crowd piles in and the feed publishes every book change, as KRX does
+        busy = active >= 0 or S[k.S_VI_ACTIVE] == 1
+        S[k.S_EMIT_BOOK] = 1 if busy else 0
+        surge = BUSY_SURGE if busy else 1.0
         withdraw = 0.0
         if active >= 0 and t_s - epi[active, EP_T0] < epi[active, EP_JUMP_DUR] + 60:
             withdraw = epi[active, EP_WITHDRAW]
         # U-shaped activity over the regular session (busier at the open and before the close)
-        from_open = max(t_s - 1800.0, 0.0)
-        u = 1.0 + 2.5 * np.exp(-from_open / 1500.0) + 1.5 * np.exp(-max(24000.0 - t_s, 0.0) / 1500.0)
+        from_open = max(t_s - open_s, 0.0)
+        to_close = max(CLOSING_CALL_S - t_s, 0.0)
+        u = 1.0 + 4.0 * np.exp(-from_open / 1200.0) + 2.0 * np.exp(-to_close / 900.0)
         if phase == k.PH_PREOPEN:
             u = 0.4
         dt_s = STEP_US / 1e6
@@ -203,13 +260,15 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
                     if slot == LP_SLOTS:
                         break
                     q = _lot(depth * (1.0 + 0.25 * j) * np.random.uniform(0.5, 1.5), lot)
-                    r, _, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, 1 - 2 * s, idx, q, -1)
+                    r, _, ok = _submit(
+                        E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, 1 - 2 * s, idx, q, -1
+                    )
                     if not ok:
                         return STATUS_NEED_ROOM
                     lp_order[s, idx] = r
                     lp_slots[s, slot] = r
         # ---- noise traders
-        for _ in range(np.random.poisson(P[P_NOISE_RATE] * u * dt_s)):
+        for _ in range(np.random.poisson(P[P_NOISE_RATE] * u * surge * dt_s)):
             side = 1 if np.random.random() < 0.5 else -1
             size = _lot(lot * np.random.pareto(1.6) * 2.0 + lot, lot)
             if continuous and np.random.random() < 0.12:
@@ -230,7 +289,7 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
                 u_cat = np.random.random()
                 cat = 2 if u_cat < 0.7 else (0 if u_cat < 0.85 else 1)
                 true_flow[cat] += agent_side * vol
-        for _ in range(np.random.poisson(P[P_NOISE_RATE] * u * dt_s * 0.8)):
+        for _ in range(np.random.poisson(P[P_NOISE_RATE] * u * surge * dt_s * 0.8)):
             if noise_pos == 0:
                 break
             target = noise_ring[np.random.randint(0, min(noise_pos, NOISE_RING))]
@@ -266,7 +325,9 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
                     side = 1 if ret > 0 else -1
                     for _ in range(np.random.poisson(P[P_MOMENTUM_RATE] * min(abs(ret) / 0.01, 5.0) * dt_s)):
                         size = _lot(lot * np.random.uniform(1.0, 5.0), lot)
-                        r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_MARKET, side, 0, size, -1)
+                        r, vol, ok = _submit(
+                            E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_MARKET, side, 0, size, -1
+                        )
                         if not ok:
                             return STATUS_NEED_ROOM
                         true_flow[2] += side * vol
@@ -302,14 +363,29 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
         for e in range(epi.shape[0]):
             if epi[e, EP_FLAG_T] >= 0 and epi[e, EP_FLAG_T] <= t_s < epi[e, EP_FLAG_T] + dt_s:
                 publishing = True  # make sure a row carries the flag
-        if S[k.S_N_OUT] > rows_before or publishing or _top_of_book(S, L, n) != top_before:
+        quiet_change = S[k.S_EMIT_BOOK] == 0 and (
+            S[k.S_N_OUT] > rows_before or _top_of_book(S, L, n) != top_before
+        )
+        if quiet_change or publishing:
             phase = S[k.S_PHASE]
             if phase == k.PH_CONTINUOUS:
                 k.emit_row(S, OUT, grid, L, t, k.EV_BOOK, 0, 0, 0, -1, 0, True)
             elif phase != k.PH_CLOSED and t >= S[k.S_T_INDICATIVE]:
                 p, q = k.uncross_price(S, L, grid, k.previous_price(S))
-                k.emit_row(S, OUT, grid, L, t, k.EV_INDICATIVE, grid[p] if q > 0 else 0, q, 0, -1,
-                           k.vi_status_now(S), True)
+                k.emit_row(
+                    S,
+                    OUT,
+                    grid,
+                    L,
+                    t,
+                    k.EV_INDICATIVE,
+                    grid[p] if q > 0 else 0,
+                    q,
+                    0,
+                    -1,
+                    k.vi_status_now(S),
+                    True,
+                )
         # ---- investor flows are published only at the provisional times
         while n_pub < pub_us.shape[0] and pub_us[n_pub] <= t:
             published[:] = true_flow
@@ -323,7 +399,9 @@ def simulate_stock_day(S, O, L, grid, OUT, F, V, D, OVL, VI_CAUSE, VI_DRIFT, P, 
             r = n_vi_seen - 1
             if np.isnan(VI_DRIFT[r]) and V[r, k.V_RELEASE_TS] > 0 and V[r, k.V_AUCTION_PRICE] > 0:
                 # what the latent plan says the next 5 minutes hold, from the auction price
-                VI_DRIFT[r] = np.log(fair / V[r, k.V_AUCTION_PRICE]) + _plan(epi, t_s + 300.0) - _plan(epi, t_s)
+                VI_DRIFT[r] = (
+                    np.log(fair / V[r, k.V_AUCTION_PRICE]) + _plan(epi, t_s + 300.0) - _plan(epi, t_s)
+                )
         # ---- overlay of the rows written this step
         for row in range(filled_rows, S[k.S_N_OUT]):
             OVL[row, OV_PROGRAM_NET] = program_net

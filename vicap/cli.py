@@ -37,8 +37,20 @@ def generate(
 
     from vicap.generate_cmd import run_generate
 
-    run_generate(out, stocks, days, seed, _parse_date(start), vi_intensity, jobs or os.cpu_count() or 1,
-                 ray_address)
+    run_generate(
+        out, stocks, days, seed, _parse_date(start), vi_intensity, jobs or os.cpu_count() or 1, ray_address
+    )
+
+
+@app.command("market-check")
+def market_check(
+    dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet, vi_log.parquet)"),
+) -> None:
+    """Measure stylized facts and invariants; write data/reports/market/index.html.
+    Exits non-zero when an invariant is broken."""
+    from vicap.market_check_cmd import run_market_check
+
+    raise typer.Exit(run_market_check(dataset))
 
 
 def _parse_date(text: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 import numpy as np
@@ -155,8 +156,20 @@ def _print_session(ex: Exchange, seconds: float) -> None:
     console.print(vis)
 
 
+DEMO_MARKET = {"stocks": 8, "days": 3, "start": dt.date(2024, 3, 4), "intensity": "hot"}
+
+
 def run_demo(seed: int = 7) -> int:
     settings = get_settings()
+    console.rule("[bold]vicap demo[/]: a synthetic KRX market")
+    from vicap.generate_cmd import run_generate
+    from vicap.market_check_cmd import run_market_check
+
+    raw = settings.paths.raw
+    m = DEMO_MARKET
+    run_generate(raw, m["stocks"], m["days"], seed, m["start"], m["intensity"], os.cpu_count() or 1, None)
+    console.rule("[bold]vicap demo[/]: market realism check")
+    market_ok = run_market_check(raw) == 0
     console.rule("[bold]vicap demo[/]: KRX rules")
     rules_ok = rules_self_check()
     console.rule("[bold]vicap demo[/]: one exchange session with a VI")
@@ -172,8 +185,9 @@ def run_demo(seed: int = 7) -> int:
     pq.write_table(ticks, out / "ticks.parquet")
     pq.write_table(vi_log, out / "vi_log.parquet")
     console.print(f"wrote {ticks.num_rows:,} tick rows and {vi_log.num_rows} VI records under {out}")
-    if not rules_ok or vi_log.num_rows == 0:
-        console.print("[red]demo failed: a rule check is wrong or the session produced no VI[/]")
+    if not (rules_ok and market_ok) or vi_log.num_rows == 0:
+        console.print("[red]demo failed: a rule check or market invariant is broken, or no VI happened[/]")
         return 1
+    console.print(f"realism report: {settings.paths.reports / 'market' / 'index.html'}")
     console.print("[green]demo ok[/]")
     return 0
