@@ -379,31 +379,39 @@ class GenerateSummary:
         return {key: (str(v) if isinstance(v, dt.date) else v) for key, v in asdict(self).items()}
 
 
-def _map_local(jobs: int) -> Callable[[Callable, list], Iterable]:
-    if jobs <= 1:
-        return map
-    from concurrent.futures import ProcessPoolExecutor
+class _Runner:
+    """Maps run_stock_day over a day's tasks, in order: in process, in a process pool, or as Ray
+    tasks (``ray_address``: a cluster address, or "local" to start a private local instance)."""
 
-    pool = ProcessPoolExecutor(max_workers=jobs)
+    def __init__(self, jobs: int, ray_address: str | None) -> None:
+        self._pool = self._ray = None
+        if ray_address:
+            import ray
 
-    def run(fn: Callable, tasks: list) -> Iterable:
-        return pool.map(fn, tasks, chunksize=1)
+            self._ray = ray
+            self._owns_ray = ray_address == "local" and not ray.is_initialized()
+            if self._owns_ray:
+                ray.init(num_cpus=max(jobs, 1), include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+            self._remote = ray.remote(run_stock_day)
+        elif jobs > 1:
+            from concurrent.futures import ProcessPoolExecutor
 
-    run.pool = pool  # type: ignore[attr-defined]
-    return run
+            self._pool = ProcessPoolExecutor(max_workers=jobs)
 
+    def map(self, tasks: list[StockDayTask]) -> Iterable[StockDayDone]:
+        if self._ray is not None:
+            return (self._ray.get(ref) for ref in [self._remote.remote(t) for t in tasks])
+        if self._pool is not None:
+            return self._pool.map(run_stock_day, tasks, chunksize=1)
+        return map(run_stock_day, tasks)
 
-def _map_ray(address: str) -> Callable[[Callable, list], Iterable]:
-    import ray
-
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(run_stock_day)
-
-    def run(fn: Callable, tasks: list) -> Iterable:
-        refs = [remote.remote(task) for task in tasks]
-        return (ray.get(ref) for ref in refs)
-
-    return run
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._ray is not None and self._owns_ray:
+            self._ray.shutdown()
 
 
 def generate(
@@ -430,7 +438,7 @@ def generate(
     sessions = krx.next_trading_days(start, days)
     universe = make_universe(stocks, seed, sessions[0])
     base = [s.first_base_price for s in universe]
-    runner = _map_ray(ray_address) if ray_address else _map_local(jobs)
+    runner = _Runner(jobs, ray_address)
     instruments, vi_logs = [], []
     n_ticks = n_orders = 0
     try:
@@ -445,7 +453,7 @@ def generate(
                 StockDayTask(str(out), s, day, base[i], plan, intensity, seed, d, i)
                 for i, s in enumerate(universe)
             ]
-            for done in runner(run_stock_day, tasks):
+            for done in runner.map(tasks):
                 base[done.stock_index] = done.close_price
                 vi_logs.append(done.vi_log)
                 n_ticks += done.n_ticks
@@ -453,9 +461,7 @@ def generate(
                 if on_stock_day:
                     on_stock_day(done)
     finally:
-        pool = getattr(runner, "pool", None)
-        if pool is not None:
-            pool.shutdown()
+        runner.close()
     inst = pa.Table.from_pylist(
         [dict(zip(INSTRUMENT_SCHEMA.names, row, strict=True)) for row in instruments],
         schema=INSTRUMENT_SCHEMA,

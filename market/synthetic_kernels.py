@@ -276,7 +276,9 @@ def simulate_stock_day(
                 agent_side = side
             else:
                 mid_idx = a_idx
-                off = int(np.random.exponential(2.5)) - (1 if np.random.random() < 0.15 else 0)
+                # some improve on the quotes (fewer in thin names, whose spreads stay wider)
+                inside = np.random.random() < 0.15 * min(1.0, P[P_NOISE_RATE] / 3.0)
+                off = int(np.random.exponential(2.5)) - (1 if inside else 0)
                 idx = min(max(mid_idx - side * (off + 1), 0), n - 1)
                 r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, side, idx, size, -1)
                 agent_side = side

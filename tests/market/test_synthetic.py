@@ -88,6 +88,13 @@ def test_same_seed_gives_byte_identical_output_whatever_the_jobs(dataset, tmp_pa
     assert not set(first_day.items()) & set(digest(other).items())
 
 
+def test_ray_tasks_give_the_same_bytes_as_processes(tmp_path):
+    args = {"stocks": 2, "days": 1, "seed": 5, "start": START, "intensity": "hot"}
+    generate(tmp_path / "ray", jobs=2, ray_address="local", **args)
+    generate(tmp_path / "procs", jobs=2, **args)
+    assert digest(tmp_path / "ray") == digest(tmp_path / "procs")
+
+
 def test_trades_on_grid_within_limits_and_books_uncrossed(ticks, instruments):
     trades = ticks[ticks.event_type == "trade"].assign(day=ticks.timestamp.dt.date)
     trades = trades.merge(
@@ -143,7 +150,11 @@ def test_every_vi_is_reproducible_from_the_tick_stream(ticks, vi_log, instrument
     checked = 0
     for (code, day), g in ticks.groupby([ticks.stock_code, ticks.timestamp.dt.date]):
         inst = instruments[(instruments.stock_code == code) & (instruments.date == day)].iloc[0]
-        dyn_bp = krx.rate_to_bp(krx.dynamic_vi_rate(bool(inst.kospi200), "continuous"))
+        expiry = krx.is_derivatives_expiry_day(day)
+        dyn_bp = {
+            session: krx.rate_to_bp(krx.dynamic_vi_rate(bool(inst.kospi200), session, expiry))
+            for session in ("continuous", "closing_auction")
+        }
         vis = vi_log[(vi_log.stock_code == code) & (vi_log.trigger_ts.dt.date == day)]
         trades = g[g.event_type == "trade"]
         static_ref = int(inst.base_price)
@@ -165,7 +176,11 @@ def test_every_vi_is_reproducible_from_the_tick_stream(ticks, vi_log, instrument
             if vi.vi_type == "dynamic":
                 at_or_before = trades[trades.timestamp <= vi.trigger_ts].price
                 assert vi.ref_price in set(at_or_before.iloc[-50:]) | {ref_static}
-                assert krx.band_direction(int(vi.trigger_price), int(vi.ref_price), dyn_bp) == vi.direction
+                session = "closing_auction" if vi.trigger_ts.time() >= dt.time(15, 20) else "continuous"
+                assert (
+                    krx.band_direction(int(vi.trigger_price), int(vi.ref_price), dyn_bp[session])
+                    == vi.direction
+                )
             status = g[(g.timestamp == vi.trigger_ts) & (g.event_type == "status") & (g.vi_status == 1)]
             assert len(status) == 1 and status.price.iloc[0] == vi.trigger_price
             checked += 1
