@@ -53,17 +53,13 @@ EPISODE_MARGIN_S = 150.0  # a VI this long after an episode's plan ends is still
     P_LOT,
     P_GAP,
     P_VOL_OF_VOL,
-    P_PROGRAM_SHARE,
     P_INFORMED_EDGE,
-) = range(12)
-P_COLS = 12
+) = range(11)
+P_COLS = 11
 
 # ---- overlay columns written beside the engine's rows
 (OV_PROGRAM_NET, OV_INSTITUTION, OV_FOREIGN, OV_INDIVIDUAL, OV_NEWS, OV_DISCLOSURE) = range(6)
 OV_COLS = 6
-
-# ---- participants (for investor-flow attribution)
-AG_NOISE, AG_INFORMED, AG_MOMENTUM, AG_PROGRAM, AG_PANIC = 0, 1, 2, 3, 4
 
 STATUS_OK, STATUS_NEED_ROOM = 0, 1
 LP_LEVELS = 10

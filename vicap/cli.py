@@ -53,6 +53,20 @@ def market_check(
     raise typer.Exit(run_market_check(dataset))
 
 
+@app.command()
+def events(
+    dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet[, vi_log.parquet])"),
+    out: Path = typer.Option(..., help="folder for events.parquet"),
+    rules_only: bool = typer.Option(
+        False, help="ignore the exchange's VI flags; detect by the KRX rules alone"
+    ),
+) -> None:
+    """Detect VIs with the streaming detector; write events.parquet; print agreement with the VI log."""
+    from vicap.events_cmd import run_events
+
+    raise typer.Exit(run_events(dataset, out, use_flags=not rules_only))
+
+
 def _parse_date(text: str):
     import datetime as dt
 

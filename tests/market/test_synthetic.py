@@ -19,17 +19,10 @@ from market import krx
 from market.realism import measure
 from market.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, TICK_SCHEMA, VI_LOG_SCHEMA, check_table
 from market.synthetic import INVESTOR_PUBLICATIONS, generate
+from tests.market.conftest import SYNTHETIC_ARGS as ARGS
 from vicap.cli import app
 
-START = dt.date(2024, 3, 4)
-ARGS = {"stocks": 6, "days": 3, "seed": 11, "start": START, "intensity": "hot"}
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic") / "raw"
-    generate(out, jobs=1, **ARGS)
-    return out
+START = ARGS["start"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,148 @@
+"""Batch VI detection: replay a tick dataset through the streaming detector, write
+``events.parquet``, and measure agreement with the exchange's VI log where one exists."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from market.schema import TIMESTAMP
+from market.vi_detector import MarketEvent, StockDay, VIDetector, VIEvent, completed
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),  # <stock_code>-<trigger time, µs>
+        pa.field("stock_code", pa.string(), nullable=False),
+        pa.field("trigger_ts", TIMESTAMP, nullable=False),
+        pa.field("release_ts", TIMESTAMP, nullable=True),
+        pa.field("vi_type", pa.string(), nullable=False),
+        pa.field("direction", pa.int8(), nullable=False),
+        pa.field("static_ref", pa.int64(), nullable=False),
+        pa.field("dynamic_ref", pa.int64(), nullable=False),
+        pa.field("trigger_price", pa.int64(), nullable=False),
+        pa.field("auction_price", pa.int64(), nullable=True),
+        pa.field("auction_volume", pa.int64(), nullable=False),
+    ]
+)
+_DETECTOR_COLUMNS = [
+    "timestamp",
+    "stock_code",
+    "event_type",
+    "price",
+    "volume",
+    "side",
+    "vi_status",
+    "vi_type",
+]
+
+
+def load_stock_days(instruments_path: Path) -> dict[tuple[str, dt.date], StockDay]:
+    t = pq.read_table(instruments_path).to_pylist()
+    return {
+        (r["stock_code"], r["date"]): StockDay(r["date"], r["market"], r["kospi200"], r["base_price"])
+        for r in t
+    }
+
+
+def replay(table: pa.Table, detector: VIDetector, use_flags: bool = True) -> list[VIEvent]:
+    """Feed one stock's rows (time-ordered) through ``detector``; book rows are skipped, as the
+    detector reads none of them."""
+    table = table.filter(pc.not_equal(table["event_type"], "book"))
+    ts = table["timestamp"].cast(pa.int64()).to_pylist()
+    cols = [table[c].to_pylist() for c in _DETECTOR_COLUMNS[1:6]]
+    flags = table["vi_status"].to_pylist() if use_flags else [-1] * len(ts)
+    types = table["vi_type"].to_pylist()
+    out: list[VIEvent] = []
+    for i, t in enumerate(ts):
+        ev = MarketEvent(t, cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], flags[i], types[i])
+        out += detector.on_event(ev)
+    return out
+
+
+def detect(root: Path, use_flags: bool = True) -> list[VIEvent]:
+    detector = VIDetector(load_stock_days(root / "instruments.parquet"), use_flags=use_flags)
+    found: list[VIEvent] = []
+    for path in sorted((root / "ticks").glob("date=*/*.parquet")):
+        table = pq.read_table(path, columns=_DETECTOR_COLUMNS)
+        table = table.sort_by([("stock_code", "ascending"), ("timestamp", "ascending")])
+        found += replay(table, detector, use_flags)
+    return sorted(completed(found), key=lambda v: (v.trigger_ts, v.stock_code))
+
+
+def events_table(events: list[VIEvent]) -> pa.Table:
+    def ts(values: list[int | None]) -> pa.Array:
+        return pa.array(values, pa.int64()).cast(pa.timestamp("us")).cast(TIMESTAMP)
+
+    return pa.Table.from_pydict(
+        {
+            "event_id": [f"{v.stock_code}-{v.trigger_ts}" for v in events],
+            "stock_code": [v.stock_code for v in events],
+            "trigger_ts": ts([v.trigger_ts for v in events]),
+            "release_ts": ts([v.release_ts for v in events]),
+            "vi_type": [v.vi_type for v in events],
+            "direction": pa.array([v.direction for v in events], pa.int8()),
+            "static_ref": [v.static_ref for v in events],
+            "dynamic_ref": [v.dynamic_ref for v in events],
+            "trigger_price": [v.trigger_price for v in events],
+            "auction_price": pa.array([v.auction_price for v in events], pa.int64()),
+            "auction_volume": [v.auction_volume for v in events],
+        },
+        schema=EVENT_SCHEMA,
+    )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    detected: int
+    logged: int
+    matched: int
+    same_type: int
+    same_auction_price: int
+
+    @property
+    def precision(self) -> float:
+        return self.matched / self.detected if self.detected else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.logged if self.logged else float("nan")
+
+
+def agreement(events: pa.Table, vi_log: pa.Table, tolerance_s: float = 0.0) -> Agreement:
+    """Match detected events to the VI log per stock by trigger time (within ``tolerance_s``),
+    each logged VI at most once."""
+    logged: dict[str, list[dict]] = {}
+    for r in vi_log.to_pylist():
+        logged.setdefault(r["stock_code"], []).append(r)
+    used: set[tuple[str, int]] = set()
+    matched = same_type = same_price = 0
+    tol = dt.timedelta(seconds=tolerance_s)
+    for e in events.to_pylist():
+        best = None
+        for j, r in enumerate(logged.get(e["stock_code"], [])):
+            gap = abs(r["trigger_ts"] - e["trigger_ts"])
+            if (e["stock_code"], j) not in used and gap <= tol and (best is None or gap < best[0]):
+                best = (gap, j, r)
+        if best is None:
+            continue
+        used.add((e["stock_code"], best[1]))
+        matched += 1
+        same_type += best[2]["vi_type"] == e["vi_type"]
+        same_price += best[2]["auction_price"] == e["auction_price"]
+    return Agreement(events.num_rows, vi_log.num_rows, matched, same_type, same_price)
+
+
+def write_events(root: Path, out_dir: Path, use_flags: bool = True) -> tuple[pa.Table, Agreement | None]:
+    table = events_table(detect(root, use_flags))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out_dir / "events.parquet")
+    log_path = root / "vi_log.parquet"
+    if not log_path.exists():
+        return table, None
+    tolerance = 0.0 if use_flags else 30.0
+    return table, agreement(table, pq.read_table(log_path), tolerance)

@@ -1,0 +1,90 @@
+"""The streaming VI detector, from exchange flags and from the KRX rules alone, against the
+exchange's own VI log."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from market import krx
+from market.events import EVENT_SCHEMA, agreement, detect, events_table, load_stock_days
+from market.exchange import BUY, SELL, Exchange, Instrument, to_us
+from market.schema import check_table
+from market.vi_detector import MarketEvent, StockDay, VIDetector
+from vicap.cli import app
+
+
+@pytest.fixture(scope="module")
+def logged(dataset):
+    return pq.read_table(dataset / "vi_log.parquet")
+
+
+def test_from_flags_every_vi_exactly(dataset, logged):
+    table = events_table(detect(dataset, use_flags=True))
+    check_table(table, EVENT_SCHEMA)
+    a = agreement(table, logged, tolerance_s=0)
+    assert (a.precision, a.recall) == (1.0, 1.0)
+    assert a.same_type == a.same_auction_price == a.matched == logged.num_rows
+    ev = table.to_pandas().merge(logged.to_pandas(), on=["stock_code", "trigger_ts"])
+    static = ev[ev.vi_type_x != "dynamic"]
+    assert (static.static_ref == static.ref_price).all() and (ev.direction_x == ev.direction_y).all()
+
+
+def test_from_the_rules_alone(dataset, logged):
+    table = events_table(detect(dataset, use_flags=False))
+    a = agreement(table, logged, tolerance_s=30)
+    assert (a.precision, a.recall) == (1.0, 1.0)
+    assert a.same_auction_price == a.matched
+    assert a.same_type >= 0.9 * a.matched
+
+
+def test_streaming_one_event_at_a_time():
+    day = dt.date(2024, 3, 5)
+    ex = Exchange(Instrument("005930", "삼성전자", "KOSPI", kospi200=True), day, 70_000)
+
+    def at(h, m, s=0):
+        return to_us(dt.datetime(2024, 3, 5, h, m, s, tzinfo=krx.SEOUL))
+
+    ex.submit_limit(at(8, 35), BUY, 70_000, 1)
+    ex.submit_limit(at(8, 35), SELL, 70_000, 1)
+    for p in range(70_100, 73_100, 100):
+        ex.submit_limit(at(9, 1), SELL, p, 10)
+    ex.submit_limit(at(9, 2), BUY, 73_000, 300)
+    ex.finish()
+    ticks = ex.ticks().to_pylist()
+    info = {("005930", day): StockDay(day, "KOSPI", True, 70_000)}
+    for use_flags in (True, False):
+        detector = VIDetector(info, use_flags=use_flags)
+        emitted = []
+        for r in ticks:
+            ev = MarketEvent(
+                to_us(r["timestamp"]),
+                r["stock_code"],
+                r["event_type"],
+                r["price"],
+                r["volume"],
+                r["side"],
+                r["vi_status"] if use_flags else -1,
+                r["vi_type"],
+            )
+            emitted += [(r["event_type"], vi.released) for vi in detector.on_event(ev)]
+        want = [("status", False), ("trade", True)] if use_flags else [("trade", True)]
+        assert emitted == want
+    log = ex.vi_log().to_pylist()[0]
+    assert (log["vi_type"], log["trigger_price"]) == ("dynamic", 72_100)
+    with pytest.raises(KeyError, match="no instrument record for stock 000660"):
+        VIDetector(info).on_event(
+            MarketEvent(to_us(dt.datetime(2024, 3, 5, 9, tzinfo=krx.SEOUL)), "000660", "trade", 1, 1, 1)
+        )
+
+
+def test_events_cli(dataset, tmp_path):
+    result = CliRunner().invoke(app, ["events", str(dataset), "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert "100.00%" in result.output and (tmp_path / "ev" / "events.parquet").exists()
+    assert len(load_stock_days(dataset / "instruments.parquet")) == 18
+    missing = CliRunner().invoke(app, ["events", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2

@@ -1,0 +1,48 @@
+"""``vicap events``: VI detection over a dataset and its agreement with the exchange's log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from market.events import write_events
+
+console = Console()
+
+
+def run_events(dataset: Path, out: Path, use_flags: bool = True) -> int:
+    if not (dataset / "instruments.parquet").exists() or not (dataset / "ticks").is_dir():
+        console.print(
+            f"[red]{dataset}: needs ticks/ and instruments.parquet (see `vicap generate` / `vicap ingest`)[/]"
+        )
+        return 2
+    t0 = time.perf_counter()
+    with console.status("detecting VIs ..."):
+        table, agree = write_events(dataset, out, use_flags)
+    seconds = time.perf_counter() - t0
+    mode = "exchange flags" if use_flags else "KRX rules only"
+    console.print(
+        f"{table.num_rows} VI events ({mode}) written to {out / 'events.parquet'} in {seconds:.1f} s"
+    )
+    counts = table.group_by("vi_type").aggregate([("event_id", "count")]).to_pylist()
+    console.print("by type: " + ", ".join(f"{r['vi_type']} {r['event_id_count']}" for r in counts))
+    if agree is None:
+        console.print("no vi_log.parquet beside the ticks: no agreement to measure")
+        return 0
+    t = Table(title="Agreement with vi_log.parquet")
+    for col in ("detected", "logged", "matched", "precision", "recall", "same type", "same auction price"):
+        t.add_column(col, justify="right")
+    t.add_row(
+        str(agree.detected),
+        str(agree.logged),
+        str(agree.matched),
+        f"{agree.precision:.2%}",
+        f"{agree.recall:.2%}",
+        f"{agree.same_type}/{agree.matched}",
+        f"{agree.same_auction_price}/{agree.matched}",
+    )
+    console.print(t)
+    return 0
