@@ -56,15 +56,18 @@ def market_check(
 @app.command()
 def events(
     dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet[, vi_log.parquet])"),
-    out: Path = typer.Option(..., help="folder for events.parquet"),
+    out: Path = typer.Option(..., help="folder for events.parquet and windows.parquet"),
     rules_only: bool = typer.Option(
         False, help="ignore the exchange's VI flags; detect by the KRX rules alone"
     ),
+    before: int = typer.Option(30, min=0, help="panel seconds before the trigger"),
+    after: int = typer.Option(30, min=0, help="panel seconds after the release"),
 ) -> None:
-    """Detect VIs with the streaming detector; write events.parquet; print agreement with the VI log."""
+    """Detect VIs (events.parquet, with agreement against the VI log) and build their 1-second
+    panels (windows.parquet)."""
     from vicap.events_cmd import run_events
 
-    raise typer.Exit(run_events(dataset, out, use_flags=not rules_only))
+    raise typer.Exit(run_events(dataset, out, use_flags=not rules_only, before_s=before, after_s=after))
 
 
 def _parse_date(text: str):

@@ -9,11 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from market.events import write_events
+from market.panels import write_panels
 
 console = Console()
 
 
-def run_events(dataset: Path, out: Path, use_flags: bool = True) -> int:
+def run_events(
+    dataset: Path, out: Path, use_flags: bool = True, before_s: int = 30, after_s: int = 30
+) -> int:
     if not (dataset / "instruments.parquet").exists() or not (dataset / "ticks").is_dir():
         console.print(
             f"[red]{dataset}: needs ticks/ and instruments.parquet (see `vicap generate` / `vicap ingest`)[/]"
@@ -29,6 +32,13 @@ def run_events(dataset: Path, out: Path, use_flags: bool = True) -> int:
     )
     counts = table.group_by("vi_type").aggregate([("event_id", "count")]).to_pylist()
     console.print("by type: " + ", ".join(f"{r['vi_type']} {r['event_id_count']}" for r in counts))
+    t1 = time.perf_counter()
+    with console.status("building 1-second panels ..."):
+        panels = write_panels(dataset, out, before_s, after_s)
+    console.print(
+        f"{panels.num_rows:,} panel seconds x {panels.num_columns} columns written to "
+        f"{out / 'windows.parquet'} in {time.perf_counter() - t1:.1f} s"
+    )
     if agree is None:
         console.print("no vi_log.parquet beside the ticks: no agreement to measure")
         return 0

@@ -1,0 +1,144 @@
+"""1-second event panels around each VI, built in DuckDB over the tick Parquet files.
+
+A panel runs from ``before_s`` seconds before the trigger to ``after_s`` seconds after the
+release; a row describes one second ``[second, second + 1s)``: trades in it, and the state (book,
+indicative price, program flow, published investor nets) as of its end. A second without events
+carries the state forward. Offsets are counted from the trigger (``offset_s``) and from the
+release (``since_release_s``, negative before it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+LEVELS = 10
+TRADE = "event_type = 'trade'"
+_STATE_COLUMNS = [
+    f"{side}_{kind}_{i}"
+    for kind in ("price", "volume")
+    for side in ("bid", "ask")
+    for i in range(1, LEVELS + 1)
+]
+
+
+def _last_state(column: str) -> str:
+    # the book as of the end of the second: the last row in it that carries a book snapshot
+    return f"arg_max({column}, timestamp) FILTER (WHERE event_type IN ('book', 'indicative')) AS {column}"
+
+
+def _imbalance(levels: int) -> str:
+    """(bid depth - ask depth) / (bid depth + ask depth) over the best ``levels`` levels."""
+    bid = " + ".join(f"bid_volume_{i}" for i in range(1, levels + 1))
+    ask = " + ".join(f"ask_volume_{i}" for i in range(1, levels + 1))
+    return f"(({bid}) - ({ask})) / nullif(({bid}) + ({ask}), 0)"
+
+
+def panel_sql(ticks_glob: str, before_s: int, after_s: int) -> str:
+    state = ",\n        ".join(_last_state(c) for c in _STATE_COLUMNS)
+    carried = ",\n        ".join(f"last_value(a.{c} IGNORE NULLS) OVER w AS {c}" for c in _STATE_COLUMNS)
+    return f"""
+    WITH ev AS (
+        SELECT event_id, stock_code, trigger_ts, coalesce(release_ts, trigger_ts) AS release_ts FROM events
+    ),
+    grid AS (
+        SELECT ev.event_id, ev.stock_code, ev.trigger_ts, ev.release_ts, s.second
+        FROM ev, LATERAL (SELECT unnest(generate_series(
+            date_trunc('second', ev.trigger_ts) - INTERVAL {before_s} SECOND,
+            date_trunc('second', ev.release_ts) + INTERVAL {after_s} SECOND,
+            INTERVAL 1 SECOND)) AS second) s
+    ),
+    t AS (
+        SELECT ev.event_id, date_trunc('second', k.timestamp) AS second, k.*
+        FROM read_parquet('{ticks_glob}') k
+        JOIN ev ON k.stock_code = ev.stock_code
+         AND k.timestamp >= date_trunc('second', ev.trigger_ts) - INTERVAL {before_s} SECOND
+         AND k.timestamp < date_trunc('second', ev.release_ts) + INTERVAL {after_s + 1} SECOND
+    ),
+    a AS (
+        SELECT event_id, second,
+        arg_min(price, timestamp) FILTER (WHERE event_type = 'trade') AS open,
+        max(price) FILTER (WHERE event_type = 'trade') AS high,
+        min(price) FILTER (WHERE event_type = 'trade') AS low,
+        arg_max(price, timestamp) FILTER (WHERE event_type = 'trade') AS close,
+        CAST(sum(price * volume) FILTER (WHERE {TRADE}) AS DOUBLE) AS traded_value,
+        CAST(coalesce(sum(volume) FILTER (WHERE {TRADE}), 0) AS BIGINT) AS volume,
+        CAST(coalesce(sum(volume) FILTER (WHERE {TRADE} AND side = 1), 0) AS BIGINT) AS buy_volume,
+        CAST(coalesce(sum(volume) FILTER (WHERE {TRADE} AND side = -1), 0) AS BIGINT) AS sell_volume,
+        count(*) FILTER (WHERE event_type = 'trade') AS trade_count,
+        arg_max(price, timestamp) FILTER (WHERE event_type = 'indicative') AS indicative_price,
+        arg_max(volume, timestamp) FILTER (WHERE event_type = 'indicative') AS indicative_volume,
+        arg_max(program_net_buy, timestamp) AS program_net_buy,
+        arg_max(institution_net, timestamp) AS institution_net,
+        arg_max(foreign_net, timestamp) AS foreign_net,
+        arg_max(individual_net, timestamp) AS individual_net,
+        bool_or(news_flag) AS news_flag,
+        bool_or(disclosure_flag) AS disclosure_flag,
+        {state}
+        FROM t GROUP BY event_id, second
+    ),
+    p AS (
+        SELECT g.event_id, g.stock_code, g.second,
+        CAST(epoch(g.second) - epoch(date_trunc('second', g.trigger_ts)) AS INTEGER) AS offset_s,
+        CAST(epoch(g.second) - epoch(date_trunc('second', g.release_ts)) AS INTEGER) AS since_release_s,
+        a.open, a.high, a.low,
+        last_value(a.close IGNORE NULLS) OVER w AS close,
+        a.close IS NOT NULL AS traded,
+        a.traded_value / nullif(a.volume, 0) AS vwap,
+        coalesce(a.volume, 0) AS volume, coalesce(a.buy_volume, 0) AS buy_volume,
+        coalesce(a.sell_volume, 0) AS sell_volume, coalesce(a.trade_count, 0) AS trade_count,
+        last_value(a.indicative_price IGNORE NULLS) OVER w AS indicative_carried,
+        last_value(a.indicative_volume IGNORE NULLS) OVER w AS indicative_volume_carried,
+        last_value(a.program_net_buy IGNORE NULLS) OVER w AS program_net_buy,
+        last_value(a.institution_net IGNORE NULLS) OVER w AS institution_net,
+        last_value(a.foreign_net IGNORE NULLS) OVER w AS foreign_net,
+        last_value(a.individual_net IGNORE NULLS) OVER w AS individual_net,
+        coalesce(a.news_flag, false) AS news_flag,
+        coalesce(a.disclosure_flag, false) AS disclosure_flag,
+        {carried}
+        FROM grid g LEFT JOIN a ON a.event_id = g.event_id AND a.second = g.second
+        WINDOW w AS (PARTITION BY g.event_id ORDER BY g.second
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    )
+    SELECT * EXCLUDE (indicative_carried, indicative_volume_carried),
+        -- 1 during the VI auction, 2 in the release second, 0 before and after
+        CASE WHEN since_release_s = 0 THEN 2 WHEN offset_s >= 0 AND since_release_s < 0 THEN 1 ELSE 0
+        END AS vi_status,
+        CASE WHEN offset_s >= 0 AND since_release_s < 0 THEN indicative_carried END AS indicative_price,
+        CASE WHEN offset_s >= 0 AND since_release_s < 0 THEN indicative_volume_carried
+        END AS indicative_volume,
+        -- a call auction's book may cross; a spread is only quoted when it does not
+        CASE WHEN bid_price_1 > 0 AND ask_price_1 > bid_price_1 THEN ask_price_1 - bid_price_1
+        END AS spread,
+        {_imbalance(1)} AS imbalance_l1,
+        {_imbalance(5)} AS imbalance_l5,
+        {_imbalance(10)} AS imbalance_l10,
+        program_net_buy - lag(program_net_buy, 1, program_net_buy)
+          OVER (PARTITION BY event_id ORDER BY second) AS program_net_buy_change
+    FROM p ORDER BY event_id, second
+    """
+
+
+def build_panels(
+    ticks_root: Path, events: pa.Table, before_s: int = 30, after_s: int = 30, threads: int | None = None
+) -> pa.Table:
+    """The 1-second panels of ``events`` (the events.parquet schema) over ``ticks_root/ticks``."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Seoul'")
+    con.execute("SET enable_progress_bar = false")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    con.register("events", events)
+    glob = str(Path(ticks_root) / "ticks" / "*" / "*.parquet")
+    return con.sql(panel_sql(glob, before_s, after_s)).to_arrow_table()
+
+
+def write_panels(ticks_root: Path, events_dir: Path, before_s: int = 30, after_s: int = 30) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    events = pq.read_table(events_dir / "events.parquet")
+    panels = build_panels(ticks_root, events, before_s, after_s)
+    pq.write_table(panels, events_dir / "windows.parquet", compression="zstd")
+    return panels
