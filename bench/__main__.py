@@ -1,8 +1,8 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import generation, matching
+from bench import generation, matching, slicing
 
-BENCHMARKS = [matching.main, generation.main]
+BENCHMARKS = [matching.main, generation.main, slicing.main]
 
 for bench in BENCHMARKS:
     bench()
