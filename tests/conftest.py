@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +38,16 @@ def data_dir(tmp_path, monkeypatch):
     """An empty data root for a test (VICAP_DATA_DIR)."""
     monkeypatch.setenv("VICAP_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
+
+
+SYNTHETIC_ARGS = {"stocks": 6, "days": 3, "seed": 11, "start": dt.date(2024, 3, 4), "intensity": "hot"}
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    """A small hot synthetic market, generated once for the whole session (read-only)."""
+    from market.synthetic import generate
+
+    out = tmp_path_factory.mktemp("synthetic") / "raw"
+    generate(out, jobs=1, **SYNTHETIC_ARGS)
+    return out

@@ -54,6 +54,17 @@ def market_check(
 
 
 @app.command()
+def validate(
+    dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet[, vi_log.parquet])"),
+) -> None:
+    """Validate ticks and the VI log with Great Expectations; quarantine failing rows with the
+    expectation as reason; write Data Docs under data/reports/validation/. Exits 1 on a critical failure."""
+    from vicap.validate_cmd import run_validate
+
+    raise typer.Exit(run_validate(dataset))
+
+
+@app.command()
 def events(
     dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet[, vi_log.parquet])"),
     out: Path = typer.Option(..., help="folder for events.parquet and windows.parquet"),

@@ -170,6 +170,10 @@ def run_demo(seed: int = 7) -> int:
     run_generate(raw, m["stocks"], m["days"], seed, m["start"], m["intensity"], os.cpu_count() or 1, None)
     console.rule("[bold]vicap demo[/]: market realism check")
     market_ok = run_market_check(raw) == 0
+    console.rule("[bold]vicap demo[/]: validation (Great Expectations)")
+    from vicap.validate_cmd import run_validate
+
+    valid_ok = run_validate(raw) == 0
     console.rule("[bold]vicap demo[/]: VI events and 1-second panels")
     from vicap.events_cmd import run_events
 
@@ -189,7 +193,7 @@ def run_demo(seed: int = 7) -> int:
     pq.write_table(ticks, out / "ticks.parquet")
     pq.write_table(vi_log, out / "vi_log.parquet")
     console.print(f"wrote {ticks.num_rows:,} tick rows and {vi_log.num_rows} VI records under {out}")
-    if not (rules_ok and market_ok and events_ok) or vi_log.num_rows == 0:
+    if not (rules_ok and market_ok and valid_ok and events_ok) or vi_log.num_rows == 0:
         console.print("[red]demo failed: a rule check or market invariant is broken, or no VI happened[/]")
         return 1
     console.print(f"realism report: {settings.paths.reports / 'market' / 'index.html'}")

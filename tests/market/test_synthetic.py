@@ -19,7 +19,7 @@ from market import krx
 from market.realism import measure
 from market.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, TICK_SCHEMA, VI_LOG_SCHEMA, check_table
 from market.synthetic import INVESTOR_PUBLICATIONS, generate
-from tests.market.conftest import SYNTHETIC_ARGS as ARGS
+from tests.conftest import SYNTHETIC_ARGS as ARGS
 from vicap.cli import app
 
 START = ARGS["start"]

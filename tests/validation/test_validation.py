@@ -1,0 +1,106 @@
+"""Great Expectations over tick partitions: clean data passes; each kind of bad row goes to
+quarantine with its expectation as the reason; counts add up; a broken schema is critical."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from validation.runner import validate_dataset
+from vicap.cli import app
+
+
+@pytest.fixture
+def small(dataset, tmp_path):
+    """Two partition files of the session dataset, with its instruments and VI log."""
+    root = tmp_path / "raw"
+    files = sorted(dataset.glob("ticks/*/*.parquet"))[:2]
+    for f in files:
+        target = root / f.relative_to(dataset)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, target)
+    shutil.copy(dataset / "instruments.parquet", root)
+    shutil.copy(dataset / "vi_log.parquet", root)
+    return root, [root / f.relative_to(dataset) for f in files]
+
+
+def corrupt(path):
+    """Break one row per rule; return {row index: expected reason fragment}."""
+    t = pq.read_table(path).to_pandas()
+    trades = t.index[(t.event_type == "trade") & (t.session == "continuous") & (t.side != 0)]
+    books = t.index[
+        (t.event_type == "book")
+        & (t.session == "continuous")
+        & (t.vi_status == 0)
+        & (t.bid_price_1 > 0)
+        & (t.ask_price_1 > 0)
+        & (t.bid_price_2 > 0)
+    ]
+    want = {}
+    i = trades[10]
+    t.loc[i, "price"] = t.loc[i, "price"] + 1 if t.loc[i, "price"] >= 2000 else -5
+    want[i] = "price_on_tick_grid"
+    i = books[20]
+    t.loc[i, "bid_price_1"] = t.loc[i, "ask_price_1"] + 100_000
+    want[i] = "bid_below_ask_in_continuous"
+    i = trades[30]
+    t.loc[i, "vi_status"] = 1
+    want[i] = "no_trade_in_vi_auction"
+    i = trades[40]
+    t.loc[trades[40] :, "cum_volume"] += 7  # 7 shares dropped before this trade
+    want[i] = "cum_volume_continuous"
+    i = books[50]
+    t.loc[i, "ask_volume_3"] = -1
+    want[i] = "expect_column_values_to_be_between(ask_volume_3)"
+    table = pa.Table.from_pandas(t, schema=pq.read_schema(path), preserve_index=False)
+    pq.write_table(table, path)
+    return want
+
+
+def test_clean_partitions_pass_and_build_data_docs(small, tmp_path):
+    root, files = small
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    report = validate_dataset(root, tmp_path / "reports", root / "quarantine")
+    assert report.ok and report.rows_in == report.rows_kept == rows and report.rows_quarantined == 0
+    assert report.docs.exists() and "ticks" in report.docs.read_text()
+
+
+def test_bad_rows_go_to_quarantine_with_their_reason(small, tmp_path):
+    root, files = small
+    want = corrupt(files[0])
+    before = pq.read_metadata(files[0]).num_rows
+    report = validate_dataset(root, tmp_path / "reports", root / "quarantine")
+    q = pq.read_table(root / "quarantine" / "ticks" / files[0].parent.name / files[0].name)
+    assert report.rows_in == report.rows_kept + report.rows_quarantined
+    assert pq.read_metadata(files[0]).num_rows + q.num_rows == before  # nothing lost
+    reasons = q.column("reason").to_pylist()
+    for fragment in want.values():
+        assert any(fragment in r for r in reasons), (fragment, reasons)
+    assert q.num_rows == len(want) and not report.critical
+    kept = pq.read_table(files[0])
+    assert pc.min(kept["ask_volume_3"]).as_py() >= 0
+
+
+def test_a_broken_schema_is_critical_and_the_partition_is_kept_in_quarantine(small, tmp_path):
+    root, files = small
+    rows = pq.read_metadata(files[1]).num_rows
+    pq.write_table(pq.read_table(files[1]).drop_columns(["session"]), files[1])
+    report = validate_dataset(root, tmp_path / "reports", root / "quarantine")
+    assert not report.ok and any(
+        "missing column 'session'" in c and files[1].name in c for c in report.critical
+    )
+    assert not files[1].exists()
+    q = pq.read_table(root / "quarantine" / "ticks" / files[1].parent.name / files[1].name)
+    assert q.num_rows == rows and report.rows_in == report.rows_kept + report.rows_quarantined
+
+
+def test_validate_cli(small, data_dir):
+    root, _ = small
+    result = CliRunner().invoke(app, ["validate", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "in = kept + quarantined" in result.output and (data_dir / "reports" / "validation").exists()

@@ -1,0 +1,184 @@
+"""Custom Great Expectations for KRX tick data: row-level (multicolumn map) expectations whose
+conditions come from the one home of the rules, ``market.krx``.
+
+Importing this module registers the expectations with GX; import it before loading a suite.
+Every condition is vectorised pandas over the batch (one partition file at a time) and returns
+True for a valid row.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import MulticolumnMapExpectation
+from great_expectations.expectations.metrics.map_metric_provider import (
+    MulticolumnMapMetricProvider,
+    multicolumn_condition_partial,
+)
+
+from market import krx
+
+_DOMAIN_KEYS = ("batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if")
+
+
+def _days(ts: pd.Series) -> pd.Series:
+    return ts.dt.tz_convert(krx.SEOUL).dt.date
+
+
+def on_tick_grid(df: pd.DataFrame) -> pd.Series:
+    """Trade prices are positive and on the tick grid of their market on their date."""
+    ok = pd.Series(True, index=df.index)
+    trades = df["event_type"] == "trade"
+    sub = df[trades]
+    for (market, day), g in sub.groupby([sub["market"], _days(sub["timestamp"])]):
+        ok[g.index] = krx.is_on_grid_array(g["price"].to_numpy(), market, day)
+    return ok
+
+
+def within_daily_limits(df: pd.DataFrame) -> pd.Series:
+    ok = pd.Series(True, index=df.index)
+    sub = df[df["event_type"] == "trade"]
+    for (market, day, base), g in sub.groupby([sub["market"], _days(sub["timestamp"]), sub["base_price"]]):
+        lower, upper = krx.price_limits(int(base), market, day)
+        ok[g.index] = g["price"].between(lower, upper).to_numpy()
+    return ok
+
+
+def bid_below_ask_in_continuous(df: pd.DataFrame) -> pd.Series:
+    both = (df["bid_price_1"] > 0) & (df["ask_price_1"] > 0)
+    checked = (df["session"] == "continuous") & (df["vi_status"] == 0) & both
+    return ~checked | (df["bid_price_1"] < df["ask_price_1"])
+
+
+def book_levels_monotone(df: pd.DataFrame) -> pd.Series:
+    ok = pd.Series(True, index=df.index)
+    for i in range(1, 10):
+        nb, na = df[f"bid_price_{i + 1}"], df[f"ask_price_{i + 1}"]
+        ok &= (nb == 0) | (df[f"bid_price_{i}"] > nb)
+        ok &= (na == 0) | (df[f"ask_price_{i}"] < na)
+    return ok
+
+
+def cum_volume_continuous(df: pd.DataFrame) -> pd.Series:
+    """Each trade's cum_volume is the previous trade's plus its volume (a jump means dropped
+    ticks: the row after the gap fails)."""
+    ok = pd.Series(True, index=df.index)
+    trades = df[df["event_type"] == "trade"]
+    prev = trades.groupby("stock_code")["cum_volume"].shift(1).fillna(0)
+    ok[trades.index] = (trades["cum_volume"] == prev + trades["volume"]).to_numpy()
+    return ok
+
+
+def no_trade_in_vi_auction(df: pd.DataFrame) -> pd.Series:
+    return ~((df["event_type"] == "trade") & (df["vi_status"] == 1))
+
+
+def session_matches_clock(df: pd.DataFrame) -> pd.Series:
+    ok = pd.Series(True, index=df.index)
+    for day, g in df.groupby(_days(df["timestamp"])):
+        s = krx.session_schedule(day)
+        ts = g["timestamp"]
+        label = g["session"]
+        good = (
+            ((label == "opening_auction") & (ts < s.continuous_start))
+            | ((label == "continuous") & (ts >= s.continuous_start) & (ts < s.closing_auction_start))
+            | ((label == "closing_auction") & (ts >= s.closing_auction_start))
+            | ((label == "closed") & (ts >= s.closing_auction_end))
+        )
+        # a static VI at the open extends the opening call past the open: its rows are flagged
+        good |= (label == "continuous") & (g["vi_status"] > 0)
+        ok[g.index] = good.to_numpy()
+    return ok
+
+
+def timestamps_non_decreasing(df: pd.DataFrame) -> pd.Series:
+    prev = df.groupby("stock_code")["timestamp"].shift(1)
+    return prev.isna() | (df["timestamp"] >= prev)
+
+
+def _make(name: str, rule, doc: str) -> type[MulticolumnMapExpectation]:
+    """One metric provider and one expectation class per row rule (GX registers both by name)."""
+    metric = f"multicolumn_values.krx_{name}"
+
+    class _Metric(MulticolumnMapMetricProvider):
+        condition_metric_name = metric
+        condition_domain_keys = _DOMAIN_KEYS
+        condition_value_keys = ()
+
+        @multicolumn_condition_partial(engine=PandasExecutionEngine)
+        def _pandas(cls, column_list: pd.DataFrame, **kwargs) -> pd.Series:
+            return pd.Series(np.asarray(rule(column_list), dtype=bool), index=column_list.index)
+
+    _Metric.__name__ = f"KrxMetric_{name}"
+    camel = "".join(part.capitalize() for part in name.split("_"))
+    expectation = type(
+        f"ExpectKrx{camel}",
+        (MulticolumnMapExpectation,),
+        {
+            "__doc__": doc,
+            "map_metric": metric,
+            "success_keys": ("mostly",),
+            "__annotations__": {
+                "ignore_row_if": Literal["all_values_are_missing", "any_value_is_missing", "never"]
+            },
+            "ignore_row_if": "never",
+        },
+    )
+    return expectation
+
+
+ROW_EXPECTATIONS: dict[str, tuple[type[MulticolumnMapExpectation], list[str]]] = {}
+for _name, _rule, _cols, _doc in [
+    (
+        "price_on_tick_grid",
+        on_tick_grid,
+        ["price", "market", "timestamp", "event_type"],
+        "Trade prices are positive and on the KRX tick grid of their market and date.",
+    ),
+    (
+        "price_within_daily_limits",
+        within_daily_limits,
+        ["price", "market", "timestamp", "event_type", "base_price"],
+        "Trade prices lie within the day's price limits (가격제한폭).",
+    ),
+    (
+        "bid_below_ask_in_continuous",
+        bid_below_ask_in_continuous,
+        ["bid_price_1", "ask_price_1", "session", "vi_status"],
+        "Best bid is below best ask in continuous trading outside VI auctions.",
+    ),
+    (
+        "book_levels_monotone",
+        book_levels_monotone,
+        [f"{s}_price_{i}" for s in ("bid", "ask") for i in range(1, 11)],
+        "Bid levels fall and ask levels rise.",
+    ),
+    (
+        "cum_volume_continuous",
+        cum_volume_continuous,
+        ["stock_code", "event_type", "volume", "cum_volume"],
+        "cum_volume is the running sum of trade volume (a gap means dropped ticks).",
+    ),
+    (
+        "no_trade_in_vi_auction",
+        no_trade_in_vi_auction,
+        ["event_type", "vi_status"],
+        "Nothing trades during a VI auction except its uncross.",
+    ),
+    (
+        "session_matches_clock",
+        session_matches_clock,
+        ["timestamp", "session", "vi_status"],
+        "The session label agrees with the KRX schedule.",
+    ),
+    (
+        "timestamps_non_decreasing",
+        timestamps_non_decreasing,
+        ["stock_code", "timestamp"],
+        "Timestamps do not decrease within a stock.",
+    ),
+]:
+    ROW_EXPECTATIONS[_name] = (_make(_name, _rule, _doc), _cols)

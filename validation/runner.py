@@ -1,0 +1,233 @@
+"""Run the Great Expectations suites over a tick dataset, one partition file at a time (pandas
+data source), move failing rows of row-level expectations to quarantine with the expectation's
+name as the reason, and build Data Docs.
+
+Nothing is lost: for every file, rows in = rows kept + rows quarantined, and the runner checks it.
+A critical expectation (schema, keys, sets) failing marks the run failed instead of quarantining.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from market.schema import (
+    EVENT_TYPES,
+    SESSIONS,
+    TICK_SCHEMA,
+    VI_LOG_SCHEMA,
+    VI_TYPES,
+    SchemaMismatch,
+    check_table,
+)
+from validation.expectations import ROW_EXPECTATIONS
+
+DATA_SOURCE, TICKS, VI_LOG = "vicap_pandas", "ticks", "vi_log"
+COMPLETE = {"result_format": "COMPLETE", "exclude_unexpected_values": True}
+# expectations whose failure stops the run (the file is not what vicap reads); the row-level
+# rules of ROW_EXPECTATIONS quarantine their failing rows instead
+CRITICAL = {
+    "expect_table_columns_to_match_set",
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_in_set",
+}
+
+
+def tick_suite() -> gx.ExpectationSuite:
+    exps: list = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=[*TICK_SCHEMA.names, "base_price"], exact_match=True)
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToNotBeNull(column=c)
+        for c in ("timestamp", "stock_code", "event_type", "price")
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
+        gxe.ExpectColumnValuesToBeInSet(column="side", value_set=[-1, 0, 1]),
+        gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=list(VI_TYPES)),
+        gxe.ExpectColumnValuesToBeInSet(column="session", value_set=list(SESSIONS)),
+        gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="cum_volume", min_value=0),
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToBeBetween(column=f"{s}_volume_{i}", min_value=0)
+        for s in ("bid", "ask")
+        for i in range(1, 11)
+    ]
+    exps += [cls(column_list=cols) for cls, cols in ROW_EXPECTATIONS.values()]
+    return gx.ExpectationSuite(name=TICKS, expectations=exps)
+
+
+def vi_log_suite() -> gx.ExpectationSuite:
+    return gx.ExpectationSuite(
+        name=VI_LOG,
+        expectations=[
+            gxe.ExpectColumnValuesToNotBeNull(column=c)
+            for c in ("stock_code", "trigger_ts", "vi_type", "trigger_price")
+        ]
+        + [
+            gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=["static", "dynamic", "both"]),
+            gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=[-1, 1]),
+            gxe.ExpectColumnValuesToBeBetween(column="trigger_price", min_value=1),
+            gxe.ExpectColumnValuesToBeBetween(column="ref_price", min_value=1),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="release_ts", column_B="trigger_ts", ignore_row_if="either_value_is_missing"
+            ),
+        ],
+    )
+
+
+class Validator:
+    """A file data context under ``project_root`` with the vicap suites and checkpoints."""
+
+    def __init__(self, project_root: Path) -> None:
+        self.context = gx.get_context(mode="file", project_root_dir=str(project_root))
+        ctx = self.context
+        if ctx.variables.progress_bars is None or ctx.variables.progress_bars.get("globally"):
+            ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            ctx.variables.save()
+        try:
+            source = ctx.data_sources.get(DATA_SOURCE)
+        except KeyError:
+            source = ctx.data_sources.add_pandas(name=DATA_SOURCE)
+        self.checkpoints = {}
+        for name, suite in ((TICKS, tick_suite()), (VI_LOG, vi_log_suite())):
+            try:
+                asset = source.get_asset(name)
+            except LookupError:
+                asset = source.add_dataframe_asset(name=name)
+            try:
+                batch = asset.get_batch_definition("partition")
+            except KeyError:
+                batch = asset.add_batch_definition_whole_dataframe("partition")
+            suite = ctx.suites.add_or_update(suite)
+            vd = ctx.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite)
+            )
+            self.checkpoints[name] = ctx.checkpoints.add_or_update(
+                gx.Checkpoint(name=name, validation_definitions=[vd], result_format=COMPLETE)
+            )
+
+    def run(self, name: str, df: pd.DataFrame) -> tuple[dict[int, list[str]], list[str]]:
+        """(failing row index -> reasons, failed critical expectations) for one batch."""
+        result = self.checkpoints[name].run(batch_parameters={"dataframe": df})
+        reasons: dict[int, list[str]] = {}
+        critical: list[str] = []
+        for suite_result in result.run_results.values():
+            for r in suite_result.results:
+                kind = r.expectation_config.type
+                info = r.exception_info or {}
+                raised = (
+                    info.get("raised_exception")
+                    if "raised_exception" in info
+                    else any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+                )
+                if raised:
+                    raise RuntimeError(f"expectation {kind} could not run: {info}")
+                if r.success:
+                    continue
+                column = r.expectation_config.kwargs.get("column")
+                label = f"{kind}({column})" if column else kind
+                if kind in CRITICAL:
+                    critical.append(label)
+                    continue
+                for i in r.result.get("unexpected_index_list") or []:
+                    reasons.setdefault(i, []).append(label)
+        return reasons, critical
+
+    def build_docs(self) -> Path:
+        urls = self.context.build_data_docs()
+        return Path(next(iter(urls.values())).removeprefix("file://"))
+
+
+@dataclass
+class ValidationReport:
+    files: int = 0
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_quarantined: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    critical: list[str] = field(default_factory=list)
+    docs: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.critical and self.rows_in == self.rows_kept + self.rows_quarantined
+
+
+def _quarantine(rows: pa.Table, reasons: list[str], target: Path) -> None:
+    """Append rejected rows with their reason; an earlier run's quarantine of the file stays."""
+    rejected = rows.append_column("reason", pa.array(reasons, pa.string()))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        rejected = pa.concat_tables([pq.read_table(target), rejected], promote_options="permissive")
+    pq.write_table(rejected, target)
+
+
+def _base_prices(root: Path) -> pd.DataFrame:
+    inst = pq.read_table(
+        root / "instruments.parquet", columns=["date", "stock_code", "base_price"]
+    ).to_pandas()
+    return inst.rename(columns={"date": "day"})
+
+
+def validate_dataset(
+    root: Path, reports_dir: Path, quarantine_dir: Path, on_file: Callable[[Path], None] | None = None
+) -> ValidationReport:
+    """Validate every tick partition and the VI log of ``root``; quarantine failing rows."""
+    validator = Validator(reports_dir)
+    report = ValidationReport()
+    bases = _base_prices(root)
+    for path in sorted((root / "ticks").glob("date=*/*.parquet")):
+        table = pq.read_table(path)
+        report.files += 1
+        report.rows_in += table.num_rows
+        try:
+            check_table(table, TICK_SCHEMA, source=str(path))
+        except SchemaMismatch as exc:  # not a tick file vicap can read: the whole partition goes
+            _quarantine(
+                table, [str(exc)] * table.num_rows, quarantine_dir / "ticks" / path.parent.name / path.name
+            )
+            path.unlink()
+            report.critical.append(str(exc))
+            report.rows_quarantined += table.num_rows
+            report.reasons.update({"schema mismatch": table.num_rows})
+            continue
+        df = table.to_pandas()
+        df["day"] = df["timestamp"].dt.tz_convert("Asia/Seoul").dt.date
+        df = df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day")
+        reasons, critical = validator.run(TICKS, df)
+        report.critical += [f"{path}: {c}" for c in critical]
+        bad = sorted(reasons)
+        if bad:
+            target = quarantine_dir / "ticks" / path.parent.name / path.name
+            _quarantine(table.take(bad), ["; ".join(reasons[i]) for i in bad], target)
+            keep = sorted(set(range(len(df))) - set(bad))
+            pq.write_table(table.take(keep), path)
+            for i in bad:
+                report.reasons.update(reasons[i])
+        report.rows_quarantined += len(bad)
+        report.rows_kept += len(df) - len(bad)
+        if on_file:
+            on_file(path)
+    log_path = root / "vi_log.parquet"
+    if log_path.exists():
+        log = pq.read_table(log_path)
+        extra = [c for c in log.column_names if c not in VI_LOG_SCHEMA.names]
+        reasons, critical = validator.run(VI_LOG, log.drop_columns(extra).to_pandas())
+        report.critical += [f"{log_path}: {c}" for c in critical]
+        report.critical += [f"{log_path}: row {i}: {', '.join(r)}" for i, r in sorted(reasons.items())]
+    report.docs = validator.build_docs()
+    return report

@@ -1,0 +1,58 @@
+"""``vicap validate``: Great Expectations over a tick dataset, quarantine, Data Docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vicap.settings import get_settings
+
+console = Console()
+
+
+def run_validate(dataset: Path) -> int:
+    if not (dataset / "instruments.parquet").exists() or not (dataset / "ticks").is_dir():
+        console.print(f"[red]{dataset}: needs ticks/ and instruments.parquet[/]")
+        return 2
+    from validation.runner import validate_dataset
+
+    paths = get_settings().paths
+    files = sorted((dataset / "ticks").glob("date=*/*.parquet"))
+    columns = (
+        TextColumn("[bold]validating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("partitions"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("validate", total=len(files))
+        report = validate_dataset(
+            dataset,
+            paths.reports / "validation",
+            dataset / "quarantine",
+            on_file=lambda _: progress.advance(task),
+        )
+    t = Table(title=f"Validation of {dataset} (Great Expectations)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for label, value in [
+        ("partitions", report.files),
+        ("rows in", f"{report.rows_in:,}"),
+        ("rows kept", f"{report.rows_kept:,}"),
+        ("rows quarantined", f"{report.rows_quarantined:,}"),
+        ("in = kept + quarantined", report.rows_in == report.rows_kept + report.rows_quarantined),
+    ]:
+        t.add_row(label, str(value))
+    for reason, count in report.reasons.most_common():
+        t.add_row(f"  quarantined: {reason}", f"{count:,}")
+    console.print(t)
+    for c in report.critical:
+        console.print(f"[red]critical: {c}[/]")
+    console.print(f"Data Docs: {report.docs}")
+    if report.rows_quarantined:
+        console.print(f"quarantine: {dataset / 'quarantine'}")
+    return 0 if report.ok else 1
