@@ -54,6 +54,20 @@ def market_check(
 
 
 @app.command()
+def ingest(
+    src: Path = typer.Argument(..., help="a file, or a folder of files, to read"),
+    format: str = typer.Option(..., "--format", help="parquet | csv | kis-log"),
+    mapping: Path = typer.Option(None, help="YAML column mapping (see market/mappings/)"),
+    out: Path = typer.Option(..., help="dataset root to write"),
+    instruments: Path = typer.Option(None, help="instruments.parquet to use instead of deriving one"),
+) -> None:
+    """Ingest vendor tick files into the vicap dataset, quarantine unreadable rows, then validate."""
+    from vicap.ingest_cmd import run_ingest
+
+    raise typer.Exit(run_ingest(src, format, mapping, out, instruments))
+
+
+@app.command()
 def validate(
     dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet[, vi_log.parquet])"),
 ) -> None:

@@ -1,0 +1,265 @@
+"""Vendor tick files in, the vicap tick dataset out: Parquet or CSV (UTF-8 or CP949, Korean
+headers) in any layout, through a YAML column mapping.
+
+Rows that cannot be read (a bad timestamp, a non-numeric or missing price, a stock code that is not
+six digits, an unknown value) go to ``DIR/quarantine/ingest/<source>.parquet`` with the raw text
+and a reason; input rows = accepted + quarantined, always.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from market import krx
+from market.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, VI_TYPES
+
+ENCODINGS = ("utf-8", "cp949")
+DEFAULTS: dict[str, object] = {
+    "event_type": "trade",
+    "side": 0,
+    "vi_status": 0,
+    "vi_type": "none",
+    "vi_reason": "",
+    "news_flag": False,
+    "disclosure_flag": False,
+    "program_net_buy": 0,
+    "institution_net": 0,
+    "foreign_net": 0,
+    "individual_net": 0,
+}
+INTEGER_COLUMNS = [f.name for f in TICK_SCHEMA if pa.types.is_integer(f.type)]
+
+
+class TimestampSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    columns: list[str]  # joined with a space before parsing
+    format: str  # strptime format of the joined text, e.g. "%Y%m%d %H%M%S%f"
+    timezone: str = "Asia/Seoul"
+
+
+class Mapping(BaseModel):
+    """A vendor layout: which source column feeds each vicap column, and value translations."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    encoding: str = "auto"  # utf-8 | cp949 | auto (try both)
+    timestamp: TimestampSpec
+    columns: dict[str, str]  # vicap column -> source column
+    values: dict[str, dict[str, object]] = Field(default_factory=dict)  # vicap column -> {source text: value}
+    base_price: str | None = None  # source column of 기준가 (else the previous day's last trade)
+    kospi200: str | None = None  # source column of KOSPI200 membership (Y/N, 1/0, true/false)
+
+    @classmethod
+    def load(cls, path: Path) -> Mapping:
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError, ValueError) as exc:
+            raise IngestError(f"{path}: not a valid column mapping: {exc}") from exc
+
+
+class IngestError(ValueError):
+    """A source cannot be ingested at all; the message names the file and the field."""
+
+
+@dataclass
+class IngestReport:
+    files: int = 0
+    rows_in: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    stock_days: int = 0
+
+    def add_reasons(self, reasons: pd.Series) -> None:
+        for reason, count in reasons.value_counts().items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + int(count)
+
+
+def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
+    """The source file as text columns (nothing converted yet)."""
+    if path.stat().st_size == 0:
+        raise IngestError(f"{path}: empty file")
+    if path.suffix.lower() == ".parquet":
+        try:
+            return pq.read_table(path).to_pandas().astype(str)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise IngestError(f"{path}: unreadable Parquet ({exc})") from exc
+    encodings = ENCODINGS if mapping.encoding == "auto" else (mapping.encoding,)
+    for enc in encodings:
+        try:
+            return pd.read_csv(path, encoding=enc, dtype=str, keep_default_na=False)
+        except UnicodeDecodeError:
+            continue
+        except pd.errors.EmptyDataError as exc:
+            raise IngestError(f"{path}: empty file") from exc
+    raise IngestError(f"{path}: text is neither {' nor '.join(encodings)}")
+
+
+def convert(raw: pd.DataFrame, mapping: Mapping, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows in the tick schema's types, quarantined raw rows with a ``reason``)."""
+    needed = [*mapping.timestamp.columns, *mapping.columns.values()]
+    missing = [c for c in needed if c not in raw.columns]
+    if missing:
+        raise IngestError(
+            f"{source}: column(s) {missing} named by mapping {mapping.name!r} are not in the file"
+        )
+    out = pd.DataFrame(index=raw.index)
+    reason = pd.Series("", index=raw.index)
+
+    def reject(mask: pd.Series, why: str) -> None:
+        reason[mask & (reason == "")] = why
+
+    text = raw[mapping.timestamp.columns].astype(str).agg(" ".join, axis=1)
+    ts = pd.to_datetime(text, format=mapping.timestamp.format, errors="coerce")
+    reject(ts.isna(), f"timestamp: not {mapping.timestamp.format!r}")
+    out["timestamp"] = ts.dt.tz_localize(mapping.timestamp.timezone, nonexistent="NaT", ambiguous="NaT")
+    for column, src in mapping.columns.items():
+        values = raw[src].astype(str).str.strip()
+        if column in mapping.values:
+            table = {str(k): v for k, v in mapping.values[column].items()}
+            unknown = ~values.isin(table.keys())
+            reject(unknown, f"{column}: unknown value in {src!r}")
+            values = values.map(table)
+        if column in INTEGER_COLUMNS:
+            number = pd.to_numeric(values.astype(str).str.replace(",", "", regex=False), errors="coerce")
+            reject(number.isna() | (number != np.floor(number)), f"{column}: not an integer in {src!r}")
+            out[column] = number
+        else:
+            out[column] = values
+    if "stock_code" in out:
+        code = out["stock_code"].astype(str).str.zfill(6)
+        reject(~code.str.fullmatch(r"\d{6}"), "stock_code: not a 6-digit code")
+        out["stock_code"] = code
+    if "price" in out:
+        reject(out["price"] < 0, "price: negative")
+    if "volume" in out:
+        reject(out["volume"] < 0, "volume: negative")
+    if "vi_type" in out:
+        reject(~out["vi_type"].isin(VI_TYPES), "vi_type: unknown")
+    bad = reason != ""
+    quarantined = raw[bad].copy()
+    quarantined["reason"] = reason[bad]
+    quarantined["source"] = source
+    return out[~bad], quarantined
+
+
+def _complete(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill the columns a source lacks: defaults, an empty book, the session from the clock,
+    cum_volume as the running sum of trade volume."""
+    for name, value in DEFAULTS.items():
+        if name not in df:
+            df[name] = value
+    for f in TICK_SCHEMA:
+        if f.name.startswith(("bid_", "ask_")) and f.name not in df:
+            df[f.name] = 0
+    df = df.sort_values(["stock_code", "timestamp"], kind="stable")
+    if "cum_volume" not in df:
+        traded = df["volume"].where(df["event_type"] == "trade", 0)
+        df["cum_volume"] = traded.groupby([df["stock_code"], df["timestamp"].dt.date]).cumsum()
+    if "session" not in df:
+        df["session"] = "continuous"
+        for day, g in df.groupby(df["timestamp"].dt.date):
+            s = krx.session_schedule(day)
+            bounds = [s.opening_auction_start, s.continuous_start, s.closing_auction_start]
+            labels = np.array(["closed", "opening_auction", "continuous", "closing_auction"], dtype=object)
+            df.loc[g.index, "session"] = labels[
+                np.searchsorted(bounds, g["timestamp"].to_numpy(), side="right")
+            ]
+    return df
+
+
+def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path | None = None) -> IngestReport:
+    """Read ``sources``, write ``out/ticks/date=.../<code>.parquet``, ``out/instruments.parquet``
+    and ``out/quarantine/ingest/``; returns the counts."""
+    report = IngestReport()
+    frames = []
+    for path in sources:
+        raw = read_source(path, mapping)
+        report.files += 1
+        report.rows_in += len(raw)
+        good, bad = convert(raw, mapping, path.name)
+        extra = {
+            k: raw.loc[good.index, v]
+            for k, v in (("base_price", mapping.base_price), ("kospi200", mapping.kospi200))
+            if v
+        }
+        for k, v in extra.items():
+            good[k] = v
+        frames.append(good)
+        if len(bad):
+            target = out / "quarantine" / "ingest" / f"{path.stem}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pandas(bad.astype(str), preserve_index=False), target)
+            report.add_reasons(bad["reason"])
+        report.rows_quarantined += len(bad)
+        report.rows_accepted += len(good)
+    if report.rows_in != report.rows_accepted + report.rows_quarantined:
+        raise AssertionError("ingest lost rows: counts do not add up")
+    df = _complete(pd.concat(frames, ignore_index=True))
+    inst = _instruments(df, instruments)
+    for (day, code), g in df.groupby([df["timestamp"].dt.date, "stock_code"]):
+        table = pa.Table.from_pandas(g[TICK_SCHEMA.names], schema=TICK_SCHEMA, preserve_index=False)
+        path = out / "ticks" / f"date={day.isoformat()}" / f"{code}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        report.stock_days += 1
+    pq.write_table(inst, out / "instruments.parquet")
+    (out / "ingest_summary.json").write_text(
+        json.dumps(
+            {
+                "mapping": mapping.name,
+                "files": report.files,
+                "rows_in": report.rows_in,
+                "rows_accepted": report.rows_accepted,
+                "rows_quarantined": report.rows_quarantined,
+                "reasons": report.reasons,
+                "has_vi_flags": "vi_status" in mapping.columns,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+    return report
+
+
+def _instruments(df: pd.DataFrame, given: Path | None) -> pa.Table:
+    if given is not None:
+        return pq.read_table(given)
+    rows = []
+    day = df["timestamp"].dt.date
+    for code, g in df.groupby("stock_code"):
+        prev_close = None
+        for d, gd in g.groupby(day[g.index]):
+            first = gd.iloc[0]
+            if "base_price" in gd and str(first["base_price"]).strip() not in ("", "nan"):
+                base = int(float(str(first["base_price"]).replace(",", "")))
+            elif prev_close is not None:
+                base = prev_close
+            else:
+                raise IngestError(
+                    f"stock {code} on {d}: no 기준가 (map `base_price:`) and no previous day "
+                    f"to take it from; pass --instruments"
+                )
+            k200 = str(first.get("kospi200", "N")).strip().upper() in ("Y", "1", "TRUE")
+            rows.append(
+                {
+                    "date": d,
+                    "stock_code": code,
+                    "stock_name": str(first["stock_name"]),
+                    "market": str(first["market"]),
+                    "kospi200": k200,
+                    "base_price": base,
+                }
+            )
+            trades = gd[gd["event_type"] == "trade"]
+            prev_close = int(trades["price"].iloc[-1]) if len(trades) else base
+    return pa.Table.from_pylist(rows, schema=INSTRUMENT_SCHEMA)
