@@ -21,6 +21,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
 
 from market import krx
 
+BOOK_VOLUMES = [f"{s}_volume_{i}" for s in ("bid", "ask") for i in range(1, 11)]
 _DOMAIN_KEYS = ("batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if")
 
 
@@ -60,6 +61,10 @@ def book_levels_monotone(df: pd.DataFrame) -> pd.Series:
         ok &= (nb == 0) | (df[f"bid_price_{i}"] > nb)
         ok &= (na == 0) | (df[f"ask_price_{i}"] < na)
     return ok
+
+
+def book_volumes_non_negative(df: pd.DataFrame) -> pd.Series:
+    return (df[BOOK_VOLUMES] >= 0).all(axis=1)
 
 
 def cum_volume_continuous(df: pd.DataFrame) -> pd.Series:
@@ -155,6 +160,12 @@ for _name, _rule, _cols, _doc in [
         book_levels_monotone,
         [f"{s}_price_{i}" for s in ("bid", "ask") for i in range(1, 11)],
         "Bid levels fall and ask levels rise.",
+    ),
+    (
+        "book_volumes_non_negative",
+        book_volumes_non_negative,
+        BOOK_VOLUMES,
+        "Book quantities are not negative.",
     ),
     (
         "cum_volume_continuous",

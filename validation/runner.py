@@ -61,11 +61,6 @@ def tick_suite() -> gx.ExpectationSuite:
         gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="cum_volume", min_value=0),
     ]
-    exps += [
-        gxe.ExpectColumnValuesToBeBetween(column=f"{s}_volume_{i}", min_value=0)
-        for s in ("bid", "ask")
-        for i in range(1, 11)
-    ]
     exps += [cls(column_list=cols) for cls, cols in ROW_EXPECTATIONS.values()]
     return gx.ExpectationSuite(name=TICKS, expectations=exps)
 
