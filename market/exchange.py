@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from market import engine_kernels as k
 from market import krx
-from market.schema import EVENT_TYPES, SESSIONS, TICK_SCHEMA, VI_LOG_SCHEMA, VI_TYPES
+from market.schema import EVENT_TYPES, TICK_SCHEMA, VI_LOG_SCHEMA, VI_TYPES
 
 BUY, SELL = 1, -1
 _PHASE_NAMES = ("opening_auction", "continuous", "vi_auction", "closing_auction", "closed")
@@ -29,11 +29,7 @@ _RESULT_NAMES = {
 }
 
 
-def to_us(ts: dt.datetime) -> int:
-    """A tz-aware datetime as int64 microseconds since the epoch."""
-    if ts.tzinfo is None:
-        raise ValueError(f"timestamp {ts} has no time zone; vicap times are Asia/Seoul")
-    return (ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+to_us = krx.epoch_us
 
 
 def from_us(us: int) -> dt.datetime:
@@ -317,15 +313,7 @@ class Exchange:
         out = self.raw_events()
         n = len(out)
         ts = out[:, k.C_TS]
-        sched = self.schedule
-        bounds = np.array(
-            [
-                to_us(sched.opening_auction_start),
-                to_us(sched.continuous_start),
-                to_us(sched.closing_auction_start),
-            ]
-        )
-        session = np.asarray(SESSIONS, dtype=object)[np.searchsorted(bounds, ts, side="right")]
+        session = self.schedule.session_labels(ts)
         closed = out[:, k.C_PHASE] == k.PH_CLOSED
         session[closed] = "closed"
         vi_type = np.asarray(VI_TYPES, dtype=object)[out[:, k.C_VI_TYPE]]

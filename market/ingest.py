@@ -167,13 +167,9 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
         df["cum_volume"] = traded.groupby([df["stock_code"], df["timestamp"].dt.date]).cumsum()
     if "session" not in df:
         df["session"] = "continuous"
+        us = (df["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(microseconds=1)
         for day, g in df.groupby(df["timestamp"].dt.date):
-            s = krx.session_schedule(day)
-            bounds = [s.opening_auction_start, s.continuous_start, s.closing_auction_start]
-            labels = np.array(["closed", "opening_auction", "continuous", "closing_auction"], dtype=object)
-            df.loc[g.index, "session"] = labels[
-                np.searchsorted(bounds, g["timestamp"].to_numpy(), side="right")
-            ]
+            df.loc[g.index, "session"] = krx.session_schedule(day).session_labels(us[g.index].to_numpy())
     return df
 
 

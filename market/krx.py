@@ -298,6 +298,17 @@ class SessionSchedule:
     closing_auction_start: dt.datetime  # 장 마감 동시호가
     closing_auction_end: dt.datetime  # nominal; the real end is random within 30 s after
 
+    def session_labels(self, ts_us: np.ndarray) -> np.ndarray:
+        """:meth:`session_at` for int64 microseconds since the epoch, vectorised."""
+        bounds = np.array(
+            [
+                epoch_us(t)
+                for t in (self.opening_auction_start, self.continuous_start, self.closing_auction_start)
+            ],
+            dtype=np.int64,
+        )
+        return _SESSION_LABELS[np.searchsorted(bounds, np.asarray(ts_us, dtype=np.int64), side="right")]
+
     def session_at(self, ts: dt.datetime) -> str:
         if ts < self.opening_auction_start:
             return "closed"
@@ -306,6 +317,16 @@ class SessionSchedule:
         if ts < self.closing_auction_start:
             return "continuous"
         return "closing_auction"
+
+
+_SESSION_LABELS = np.array(("closed", "opening_auction", "continuous", "closing_auction"), dtype=object)
+
+
+def epoch_us(t: dt.datetime) -> int:
+    """A tz-aware datetime as int64 microseconds since the Unix epoch (vicap's time unit)."""
+    if t.tzinfo is None:
+        raise ValueError(f"timestamp {t} has no time zone; vicap times are Asia/Seoul")
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
 def session_schedule(day: dt.date) -> SessionSchedule:

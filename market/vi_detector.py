@@ -79,10 +79,6 @@ class _State:
     emitted: list[VIEvent] = field(default_factory=list)
 
 
-def _us(t: dt.datetime) -> int:
-    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-
-
 def classify(price: int, static_ref: int, dynamic_ref: int, dynamic_bp: int) -> tuple[str, int]:
     """The VI type and direction a would-be execution at ``price`` sets off (("none", 0) if none)."""
     s = krx.band_direction(price, static_ref, krx.rate_to_bp(krx.STATIC_VI_RATE))
@@ -111,9 +107,9 @@ class VIDetector:
             sched = krx.session_schedule(day)
             st = _State(
                 info=info,
-                open_us=_us(sched.continuous_start),
-                close_start_us=_us(sched.closing_auction_start),
-                close_end_us=_us(sched.closing_auction_end),
+                open_us=krx.epoch_us(sched.continuous_start),
+                close_start_us=krx.epoch_us(sched.closing_auction_start),
+                close_end_us=krx.epoch_us(sched.closing_auction_end),
                 static_ref=info.base_price,
             )
             self._states[ev.stock_code] = st

@@ -278,3 +278,19 @@ def test_random_end_delays_are_within_thirty_seconds():
     delays = krx.random_end_delays_us(np.random.default_rng(0), 10_000)
     assert delays.min() >= 0 and delays.max() <= 30_000_000
     assert delays.mean() == pytest.approx(15_000_000, rel=0.05)
+
+
+@given(seconds=st.lists(st.integers(0, 86_399), min_size=1, max_size=40), first_day=st.booleans())
+def test_vectorised_session_labels_match_session_at(seconds, first_day):
+    day = dt.date(2024, 1, 2) if first_day else dt.date(2024, 3, 5)  # 2024-01-02 opens at 10:00
+    schedule = krx.session_schedule(day)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=krx.SEOUL)
+    times = [start + dt.timedelta(seconds=s) for s in seconds]
+    labels = schedule.session_labels(np.array([krx.epoch_us(t) for t in times]))
+    assert labels.tolist() == [schedule.session_at(t) for t in times]
+
+
+def test_epoch_us_needs_a_time_zone():
+    with pytest.raises(ValueError, match="no time zone"):
+        krx.epoch_us(dt.datetime(2024, 3, 5, 9))
+    assert krx.epoch_us(dt.datetime(1970, 1, 1, 9, tzinfo=krx.SEOUL)) == 0
