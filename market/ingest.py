@@ -9,6 +9,7 @@ and a reason; input rows = accepted + quarantined, always.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,12 +77,8 @@ class IngestReport:
     rows_in: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: Counter = field(default_factory=Counter)
     stock_days: int = 0
-
-    def add_reasons(self, reasons: pd.Series) -> None:
-        for reason, count in reasons.value_counts().items():
-            self.reasons[reason] = self.reasons.get(reason, 0) + int(count)
 
 
 def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
@@ -195,7 +192,7 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
             target = out / "quarantine" / "ingest" / f"{path.stem}.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.Table.from_pandas(bad.astype(str), preserve_index=False), target)
-            report.add_reasons(bad["reason"])
+            report.reasons.update(bad["reason"])
         report.rows_quarantined += len(bad)
         report.rows_accepted += len(good)
     if report.rows_in != report.rows_accepted + report.rows_quarantined:

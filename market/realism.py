@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from market import krx
+from market.tick_checks import on_tick_grid, within_daily_limits
 
 RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
 # VIs per stock-year: about 5 in a normal market (a few to 20 by name), far more in "hot" data
@@ -118,25 +119,15 @@ def _near_vi(rets: pd.DataFrame, vi_log: pd.DataFrame, minutes: int) -> np.ndarr
     return near
 
 
-def _grid_and_limit_shares(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[float, float, int]:
+def _grid_and_limit_shares(con: duckdb.DuckDBPyConnection) -> tuple[float, float, int]:
     trades = con.execute("""
-        SELECT t.market, CAST(t.timestamp AS DATE) AS day, t.price, i.base_price
+        SELECT t.event_type, t.timestamp, t.market, t.price, i.base_price
         FROM ticks t JOIN instruments i ON i.stock_code = t.stock_code AND i.date = CAST(t.timestamp AS DATE)
         WHERE t.event_type = 'trade'
     """).df()
-    on_grid = np.zeros(len(trades), dtype=bool)
-    within = np.zeros(len(trades), dtype=bool)
-    for (market, day), g in trades.groupby(["market", "day"]):
-        on = pd.Timestamp(day).date()
-        prices = g["price"].to_numpy()
-        on_grid[g.index] = krx.is_on_grid_array(prices, market, on)
-        bases = g["base_price"].to_numpy()
-        for base in np.unique(bases):
-            lower, upper = krx.price_limits(int(base), market, on)
-            sel = g.index[bases == base]
-            within[sel] = (trades.loc[sel, "price"] >= lower) & (trades.loc[sel, "price"] <= upper)
-    n = len(trades)
-    return (on_grid.mean() if n else np.nan), (within.mean() if n else np.nan), n
+    if trades.empty:
+        return np.nan, np.nan, 0
+    return float(on_tick_grid(trades).mean()), float(within_daily_limits(trades).mean()), len(trades)
 
 
 def post_release_returns(con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +257,7 @@ def measure(root: Path) -> RealismResult:
         )
 
     # invariants on every trade
-    on_grid, within, n_trades = _grid_and_limit_shares(con, root)
+    on_grid, within, n_trades = _grid_and_limit_shares(con)
     facts.append(Fact("share of trades on the tick grid", on_grid, 1, 1, invariant=True))
     facts.append(Fact("share of trades within the daily limits", within, 1, 1, invariant=True))
     tables["dataset"] = pd.DataFrame(

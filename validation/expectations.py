@@ -20,32 +20,10 @@ from great_expectations.expectations.metrics.map_metric_provider import (
 )
 
 from market import krx
+from market.tick_checks import on_tick_grid, seoul_days, within_daily_limits
 
 BOOK_VOLUMES = [f"{s}_volume_{i}" for s in ("bid", "ask") for i in range(1, 11)]
 _DOMAIN_KEYS = ("batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if")
-
-
-def _days(ts: pd.Series) -> pd.Series:
-    return ts.dt.tz_convert(krx.SEOUL).dt.date
-
-
-def on_tick_grid(df: pd.DataFrame) -> pd.Series:
-    """Trade prices are positive and on the tick grid of their market on their date."""
-    ok = pd.Series(True, index=df.index)
-    trades = df["event_type"] == "trade"
-    sub = df[trades]
-    for (market, day), g in sub.groupby([sub["market"], _days(sub["timestamp"])]):
-        ok[g.index] = krx.is_on_grid_array(g["price"].to_numpy(), market, day)
-    return ok
-
-
-def within_daily_limits(df: pd.DataFrame) -> pd.Series:
-    ok = pd.Series(True, index=df.index)
-    sub = df[df["event_type"] == "trade"]
-    for (market, day, base), g in sub.groupby([sub["market"], _days(sub["timestamp"]), sub["base_price"]]):
-        lower, upper = krx.price_limits(int(base), market, day)
-        ok[g.index] = g["price"].between(lower, upper).to_numpy()
-    return ok
 
 
 def bid_below_ask_in_continuous(df: pd.DataFrame) -> pd.Series:
@@ -83,7 +61,7 @@ def no_trade_in_vi_auction(df: pd.DataFrame) -> pd.Series:
 
 def session_matches_clock(df: pd.DataFrame) -> pd.Series:
     ok = pd.Series(True, index=df.index)
-    for day, g in df.groupby(_days(df["timestamp"])):
+    for day, g in df.groupby(seoul_days(df["timestamp"])):
         s = krx.session_schedule(day)
         ts = g["timestamp"]
         label = g["session"]

@@ -1,0 +1,34 @@
+"""Row checks of the KRX rules over a frame of ticks, shared by the realism check and the
+Great Expectations suite. Each returns True for a valid row; only trade rows are judged."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from market import krx
+
+
+def seoul_days(ts: pd.Series) -> pd.Series:
+    return ts.dt.tz_convert(krx.SEOUL).dt.date
+
+
+def on_tick_grid(df: pd.DataFrame) -> pd.Series:
+    """Trade prices are positive and on the tick grid of their market on their date
+    (columns event_type, price, market, timestamp)."""
+    ok = pd.Series(True, index=df.index)
+    sub = df[df["event_type"] == "trade"]
+    for (market, day), g in sub.groupby([sub["market"], seoul_days(sub["timestamp"])]):
+        ok[g.index] = krx.is_on_grid_array(g["price"].to_numpy(), market, day)
+    return ok
+
+
+def within_daily_limits(df: pd.DataFrame) -> pd.Series:
+    """Trade prices lie within the day's price limits (also needs base_price)."""
+    ok = pd.Series(True, index=df.index)
+    sub = df[df["event_type"] == "trade"]
+    for (market, day, base), g in sub.groupby(
+        [sub["market"], seoul_days(sub["timestamp"]), sub["base_price"]]
+    ):
+        lower, upper = krx.price_limits(int(base), market, day)
+        ok[g.index] = g["price"].between(lower, upper).to_numpy()
+    return ok
