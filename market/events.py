@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,7 @@ class Agreement:
     matched: int
     same_type: int
     same_auction_price: int
+    priced: int  # matched VIs whose log records an auction price (KIS's REST record has none)
 
     @property
     def precision(self) -> float:
@@ -120,7 +122,7 @@ def agreement(events: pa.Table, vi_log: pa.Table, tolerance_s: float = 0.0) -> A
     for r in vi_log.to_pylist():
         logged.setdefault(r["stock_code"], []).append(r)
     used: set[tuple[str, int]] = set()
-    matched = same_type = same_price = 0
+    matched = same_type = same_price = priced = 0
     tol = dt.timedelta(seconds=tolerance_s)
     for e in events.to_pylist():
         best = None
@@ -133,8 +135,10 @@ def agreement(events: pa.Table, vi_log: pa.Table, tolerance_s: float = 0.0) -> A
         used.add((e["stock_code"], best[1]))
         matched += 1
         same_type += best[2]["vi_type"] == e["vi_type"]
-        same_price += best[2]["auction_price"] == e["auction_price"]
-    return Agreement(events.num_rows, vi_log.num_rows, matched, same_type, same_price)
+        if best[2]["auction_price"] is not None:
+            priced += 1
+            same_price += best[2]["auction_price"] == e["auction_price"]
+    return Agreement(events.num_rows, vi_log.num_rows, matched, same_type, same_price, priced)
 
 
 def write_events(root: Path, out_dir: Path, use_flags: bool = True) -> tuple[pa.Table, Agreement | None]:
@@ -144,5 +148,14 @@ def write_events(root: Path, out_dir: Path, use_flags: bool = True) -> tuple[pa.
     log_path = root / "vi_log.parquet"
     if not log_path.exists():
         return table, None
-    tolerance = 0.0 if use_flags else 30.0
+    # flags time a VI exactly, to the source's resolution: KIS stamps whole seconds and its VI
+    # status push carries no time at all (its receive second stands in); the rules alone place
+    # the trigger within the auction's first half minute
+    whole_seconds = _summary(root).get("format") == "kis-log"
+    tolerance = (1.0 if whole_seconds else 0.0) if use_flags else 30.0
     return table, agreement(table, pq.read_table(log_path), tolerance)
+
+
+def _summary(root: Path) -> dict:
+    path = root / "ingest_summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

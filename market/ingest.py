@@ -83,6 +83,13 @@ class IngestReport:
 
 def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     """The source file as text columns (nothing converted yet)."""
+    raw = _read_text_columns(path, mapping)
+    if raw.empty:
+        raise IngestError(f"{path}: no rows (a header at most)")
+    return raw
+
+
+def _read_text_columns(path: Path, mapping: Mapping) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: empty file")
     if path.suffix.lower() == ".parquet":
@@ -101,8 +108,11 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     raise IngestError(f"{path}: text is neither {' nor '.join(encodings)}")
 
 
-def convert(raw: pd.DataFrame, mapping: Mapping, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows in the tick schema's types, quarantined raw rows with a ``reason``)."""
+def convert(
+    raw: pd.DataFrame, mapping: Mapping, source: str, known_codes: set[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows in the tick schema's types, quarantined raw rows with a ``reason``); with
+    ``known_codes``, a stock outside them is quarantined too."""
     needed = [*mapping.timestamp.columns, *mapping.columns.values()]
     missing = [c for c in needed if c not in raw.columns]
     if missing:
@@ -135,6 +145,8 @@ def convert(raw: pd.DataFrame, mapping: Mapping, source: str) -> tuple[pd.DataFr
     if "stock_code" in out:
         code = out["stock_code"].astype(str).str.zfill(6)
         reject(~code.str.fullmatch(r"\d{6}"), "stock_code: not a 6-digit code")
+        if known_codes is not None:
+            reject(~code.isin(known_codes), "stock_code: not in the instruments file")
         out["stock_code"] = code
     if "price" in out:
         reject(out["price"] < 0, "price: negative")
@@ -158,7 +170,9 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
     for f in TICK_SCHEMA:
         if f.name.startswith(("bid_", "ask_")) and f.name not in df:
             df[f.name] = 0
-    df = df.sort_values(["stock_code", "timestamp"], kind="stable")
+    # file order within a stock is kept: a row out of time order is for validation to flag
+    # (timestamps_non_decreasing), not for the importer to hide
+    df = df.sort_values("stock_code", kind="stable")
     if "cum_volume" not in df:
         traded = df["volume"].where(df["event_type"] == "trade", 0)
         df["cum_volume"] = traded.groupby([df["stock_code"], df["timestamp"].dt.date]).cumsum()
@@ -175,11 +189,16 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
     and ``out/quarantine/ingest/``; returns the counts."""
     report = IngestReport()
     frames = []
+    known = (
+        set(pq.read_table(instruments, columns=["stock_code"])["stock_code"].to_pylist())
+        if instruments
+        else None
+    )
     for path in sources:
         raw = read_source(path, mapping)
         report.files += 1
         report.rows_in += len(raw)
-        good, bad = convert(raw, mapping, path.name)
+        good, bad = convert(raw, mapping, path.name, known)
         extra = {
             k: raw.loc[good.index, v]
             for k, v in (("base_price", mapping.base_price), ("kospi200", mapping.kospi200))
@@ -197,14 +216,12 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
         report.rows_accepted += len(good)
     if report.rows_in != report.rows_accepted + report.rows_quarantined:
         raise AssertionError("ingest lost rows: counts do not add up")
+    if not report.rows_accepted:
+        names = ", ".join(p.name for p in sources)
+        raise IngestError(f"{names}: no row could be read ({report.rows_quarantined} quarantined)")
     df = _complete(pd.concat(frames, ignore_index=True))
     inst = _instruments(df, instruments)
-    for (day, code), g in df.groupby([df["timestamp"].dt.date, "stock_code"]):
-        table = pa.Table.from_pandas(g[TICK_SCHEMA.names], schema=TICK_SCHEMA, preserve_index=False)
-        path = out / "ticks" / f"date={day.isoformat()}" / f"{code}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
-        report.stock_days += 1
+    report.stock_days, _ = write_ticks(df, out)
     pq.write_table(inst, out / "instruments.parquet")
     (out / "ingest_summary.json").write_text(
         json.dumps(
@@ -222,6 +239,38 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
         )
     )
     return report
+
+
+def write_ticks(df: pd.DataFrame, out: Path, extra: tuple[pa.Field, ...] = ()) -> tuple[int, int]:
+    """Write ``out/ticks/date=.../<code>.parquet`` in row order; returns (stock-days, rows)."""
+    schema = pa.schema([*TICK_SCHEMA, *extra])
+    stock_days = rows = 0
+    for (day, code), g in df.groupby([df["timestamp"].dt.date, "stock_code"], sort=True):
+        table = pa.Table.from_pandas(g[schema.names], schema=schema, preserve_index=False)
+        path = out / "ticks" / f"date={day.isoformat()}" / f"{code}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        stock_days += 1
+        rows += table.num_rows
+    return stock_days, rows
+
+
+def to_vendor_layout(ticks: pd.DataFrame, mapping: Mapping, base_price: int, kospi200: bool) -> pd.DataFrame:
+    """Ticks of one stock-day in ``mapping``'s vendor layout (the inverse of :func:`convert`):
+    for round-trip checks and for handing data to tools that read vendor exports."""
+    inverse = {col: {v: k for k, v in table.items() if k != ""} for col, table in mapping.values.items()}
+    out = pd.DataFrame(index=ticks.index)
+    local = ticks["timestamp"].dt.tz_convert(mapping.timestamp.timezone)
+    # the timestamp columns are joined with a space before parsing: split the format the same way
+    for column, fmt in zip(mapping.timestamp.columns, mapping.timestamp.format.split(" "), strict=True):
+        out[column] = local.dt.strftime(fmt)
+    for column, source in mapping.columns.items():
+        out[source] = ticks[column].map(inverse[column]) if column in inverse else ticks[column]
+    if mapping.base_price:
+        out[mapping.base_price] = base_price
+    if mapping.kospi200:
+        out[mapping.kospi200] = "Y" if kospi200 else "N"
+    return out
 
 
 def _instruments(df: pd.DataFrame, given: Path | None) -> pa.Table:

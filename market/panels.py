@@ -24,9 +24,23 @@ _STATE_COLUMNS = [
 ]
 
 
+PANEL_COLUMNS = [
+    "event_id", "stock_code", "second", "offset_s", "since_release_s",
+    "open", "high", "low", "close", "traded", "vwap", "volume", "buy_volume", "sell_volume", "trade_count",
+    "program_net_buy", "institution_net", "foreign_net", "individual_net", "news_flag", "disclosure_flag",
+    *_STATE_COLUMNS,
+    "vi_status", "indicative_price", "indicative_volume", "spread",
+    "imbalance_l1", "imbalance_l5", "imbalance_l10", "program_net_buy_change",
+]  # fmt: skip
+
+
 def _last_state(column: str) -> str:
-    # the book as of the end of the second: the last row in it that carries a book snapshot
-    return f"arg_max({column}, timestamp) FILTER (WHERE event_type IN ('book', 'indicative')) AS {column}"
+    # the book as of the end of the second: the last row in it that carries a book snapshot.
+    # Rows are ordered by their place in the file (time order, validated): many rows share a
+    # timestamp (whole seconds from KIS), and an order by timestamp would pick among them at random.
+    return (
+        f"arg_max({column}, file_row_number) FILTER (WHERE event_type IN ('book', 'indicative')) AS {column}"
+    )
 
 
 def _imbalance(levels: int) -> str:
@@ -52,28 +66,28 @@ def panel_sql(ticks_glob: str, before_s: int, after_s: int) -> str:
     ),
     t AS (
         SELECT ev.event_id, date_trunc('second', k.timestamp) AS second, k.*
-        FROM read_parquet('{ticks_glob}') k
+        FROM read_parquet('{ticks_glob}', file_row_number = true, union_by_name = true) k
         JOIN ev ON k.stock_code = ev.stock_code
          AND k.timestamp >= date_trunc('second', ev.trigger_ts) - INTERVAL {before_s} SECOND
          AND k.timestamp < date_trunc('second', ev.release_ts) + INTERVAL {after_s + 1} SECOND
     ),
     a AS (
         SELECT event_id, second,
-        arg_min(price, timestamp) FILTER (WHERE event_type = 'trade') AS open,
+        arg_min(price, file_row_number) FILTER (WHERE event_type = 'trade') AS open,
         max(price) FILTER (WHERE event_type = 'trade') AS high,
         min(price) FILTER (WHERE event_type = 'trade') AS low,
-        arg_max(price, timestamp) FILTER (WHERE event_type = 'trade') AS close,
+        arg_max(price, file_row_number) FILTER (WHERE event_type = 'trade') AS close,
         CAST(sum(price * volume) FILTER (WHERE {TRADE}) AS DOUBLE) AS traded_value,
         CAST(coalesce(sum(volume) FILTER (WHERE {TRADE}), 0) AS BIGINT) AS volume,
         CAST(coalesce(sum(volume) FILTER (WHERE {TRADE} AND side = 1), 0) AS BIGINT) AS buy_volume,
         CAST(coalesce(sum(volume) FILTER (WHERE {TRADE} AND side = -1), 0) AS BIGINT) AS sell_volume,
         count(*) FILTER (WHERE event_type = 'trade') AS trade_count,
-        arg_max(price, timestamp) FILTER (WHERE event_type = 'indicative') AS indicative_price,
-        arg_max(volume, timestamp) FILTER (WHERE event_type = 'indicative') AS indicative_volume,
-        arg_max(program_net_buy, timestamp) AS program_net_buy,
-        arg_max(institution_net, timestamp) AS institution_net,
-        arg_max(foreign_net, timestamp) AS foreign_net,
-        arg_max(individual_net, timestamp) AS individual_net,
+        arg_max(price, file_row_number) FILTER (WHERE event_type = 'indicative') AS indicative_price,
+        arg_max(volume, file_row_number) FILTER (WHERE event_type = 'indicative') AS indicative_volume,
+        arg_max(program_net_buy, file_row_number) AS program_net_buy,
+        arg_max(institution_net, file_row_number) AS institution_net,
+        arg_max(foreign_net, file_row_number) AS foreign_net,
+        arg_max(individual_net, file_row_number) AS individual_net,
         bool_or(news_flag) AS news_flag,
         bool_or(disclosure_flag) AS disclosure_flag,
         {state}
@@ -132,7 +146,10 @@ def build_panels(
         con.execute(f"SET threads = {int(threads)}")
     con.register("events", events)
     glob = str(Path(ticks_root) / "ticks" / "*" / "*.parquet")
-    return con.sql(panel_sql(glob, before_s, after_s)).to_arrow_table()
+    panels = con.sql(panel_sql(glob, before_s, after_s)).to_arrow_table()
+    if panels.column_names != PANEL_COLUMNS:
+        raise AssertionError(f"panel columns drifted from PANEL_COLUMNS: {panels.column_names}")
+    return panels
 
 
 def write_panels(ticks_root: Path, events_dir: Path, before_s: int = 30, after_s: int = 30) -> pa.Table:

@@ -54,6 +54,11 @@ TICK_SCHEMA = pa.schema(
     ]
 )
 
+# Optional tick columns: when a KIS recording's frame was received (the exchange's own time is
+# ``timestamp``); sources without it leave the column out.
+RECV_TS_FIELD = pa.field("recv_ts", TIMESTAMP, nullable=True)
+TICK_OPTIONAL_FIELDS = (RECV_TS_FIELD,)
+
 INSTRUMENT_SCHEMA = pa.schema(
     [
         pa.field("date", pa.date32(), nullable=False),

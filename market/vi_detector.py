@@ -75,6 +75,7 @@ class _State:
     price_before_last_ts: int = NO_PRICE  # the last print stamped before last_trade_ts
     opened: bool = False
     active: VIEvent | None = None
+    provisional: bool = False  # the active VI's type awaits its first indicative price
     first_indicative: tuple[int, int] | None = None  # (ts, price) of the auction's first indicative row
     emitted: list[VIEvent] = field(default_factory=list)
 
@@ -87,6 +88,15 @@ def classify(price: int, static_ref: int, dynamic_ref: int, dynamic_bp: int) -> 
         (s != 0, d != 0), "none"
     )
     return vtype, (d or s)
+
+
+def infer_type(price: int, static_ref: int, dynamic_ref: int, dynamic_bp: int) -> tuple[str, int]:
+    """:func:`classify` for a VI known to have started: a price back inside both bands (the
+    move that set it off is gone from the data) counts as dynamic, in its direction."""
+    vtype, direction = classify(price, static_ref, dynamic_ref, dynamic_bp)
+    if vtype == "none":
+        return "dynamic", (1 if price >= dynamic_ref else -1)
+    return vtype, direction
 
 
 class VIDetector:
@@ -146,20 +156,29 @@ class VIDetector:
             # prints stamped at the trigger instant are the in-band fills of the order that set it off
             dyn = st.price_before_last_ts if st.last_trade_ts == ev.ts else st.last_price
             dyn = dyn or st.info.base_price
-            vtype = (
-                ev.vi_type
-                if ev.vi_type in ("static", "dynamic", "both")
-                else classify(trigger, st.static_ref, dyn, self._dynamic_bp(st, ev.ts))[0]
-            )
-            direction = 1 if trigger >= (st.static_ref if vtype != "dynamic" else dyn) else -1
+            if ev.vi_type in ("static", "dynamic", "both"):
+                vtype = ev.vi_type
+                direction = 1 if trigger >= (st.static_ref if vtype != "dynamic" else dyn) else -1
+            else:  # a feed that flags the halt but not its type (KIS H0STMKO0 without the REST record)
+                vtype, direction = infer_type(trigger, st.static_ref, dyn, self._dynamic_bp(st, ev.ts))
+                st.provisional = True
             st.active = VIEvent(ev.stock_code, ev.ts, vtype, direction, st.static_ref, dyn, trigger)
             return [st.active]
+        if ev.vi_status == 1 and st.provisional and ev.event_type == "indicative" and ev.price > 0:
+            # the auction's first indicative price stands in for the unseen would-be execution price
+            vi = st.active
+            vi.trigger_price = ev.price
+            vi.vi_type, vi.direction = infer_type(
+                ev.price, vi.static_ref, vi.dynamic_ref, self._dynamic_bp(st, vi.trigger_ts)
+            )
+            st.provisional = False
+            return []
         if ev.vi_status == 2 and st.active is not None:
             vi = st.active
             vi.release_ts = ev.ts
             if ev.event_type == "trade" and ev.side == 0:
                 vi.auction_price, vi.auction_volume = ev.price, ev.volume
-            st.active = None
+            st.active, st.provisional = None, False
             return [vi]
         return []
 
@@ -196,9 +215,7 @@ class VIDetector:
         else:
             trigger_ts, trigger_price = st.last_trade_ts, ev.price
         dyn = st.last_price or st.info.base_price
-        vtype, direction = classify(trigger_price, st.static_ref, dyn, self._dynamic_bp(st, trigger_ts))
-        if vtype == "none":  # the print came back inside the bands: the move that set it off is gone
-            vtype, direction = "dynamic", (1 if trigger_price >= dyn else -1)
+        vtype, direction = infer_type(trigger_price, st.static_ref, dyn, self._dynamic_bp(st, trigger_ts))
         vi = VIEvent(
             ev.stock_code,
             trigger_ts,

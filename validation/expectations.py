@@ -171,3 +171,37 @@ for _name, _rule, _cols, _doc in [
     ),
 ]:
     ROW_EXPECTATIONS[_name] = (_make(_name, _rule, _doc), _cols)
+
+
+def panel_bar_consistent(df: pd.DataFrame) -> pd.Series:
+    """A traded second's low <= open, close, VWAP <= high, and aggressor volumes within its volume."""
+    traded = df["traded"].fillna(False).astype(bool)
+    low, high = df["low"], df["high"]
+    inside = pd.Series(True, index=df.index)
+    for c in ("open", "close", "vwap"):
+        inside &= (df[c] >= low - 1e-9) & (df[c] <= high + 1e-9)
+    aggressors = df["buy_volume"] + df["sell_volume"] <= df["volume"]
+    return (~traded | inside) & aggressors
+
+
+def panel_offsets_consistent(df: pd.DataFrame) -> pd.Series:
+    """The release comes at or after the trigger: seconds since release never exceed those since trigger."""
+    return df["since_release_s"] <= df["offset_s"]
+
+
+PANEL_EXPECTATIONS: dict[str, tuple[type[MulticolumnMapExpectation], list[str]]] = {}
+for _name, _rule, _cols, _doc in [
+    (
+        "panel_bar_consistent",
+        panel_bar_consistent,
+        ["traded", "open", "high", "low", "close", "vwap", "volume", "buy_volume", "sell_volume"],
+        "Each traded second's OHLC and VWAP agree, and buy + sell aggressor volume <= volume.",
+    ),
+    (
+        "panel_offsets_consistent",
+        panel_offsets_consistent,
+        ["offset_s", "since_release_s"],
+        "Offsets from the release never exceed offsets from the trigger.",
+    ),
+]:
+    PANEL_EXPECTATIONS[_name] = (_make(_name, _rule, _doc), _cols)

@@ -23,18 +23,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from market.events import EVENT_SCHEMA
+from market.panels import PANEL_COLUMNS
 from market.schema import (
     EVENT_TYPES,
     SESSIONS,
+    TICK_OPTIONAL_FIELDS,
     TICK_SCHEMA,
     VI_LOG_SCHEMA,
     VI_TYPES,
     SchemaMismatch,
     check_table,
 )
-from validation.expectations import ROW_EXPECTATIONS
+from validation.expectations import PANEL_EXPECTATIONS, ROW_EXPECTATIONS
 
-DATA_SOURCE, TICKS, VI_LOG = "vicap_pandas", "ticks", "vi_log"
+DATA_SOURCE, TICKS, VI_LOG, EVENTS, WINDOWS = "vicap_pandas", "ticks", "vi_log", "events", "windows"
 COMPLETE = {"result_format": "COMPLETE", "exclude_unexpected_values": True}
 # expectations whose failure stops the run (the file is not what vicap reads); the row-level
 # rules of ROW_EXPECTATIONS quarantine their failing rows instead
@@ -84,6 +87,53 @@ def vi_log_suite() -> gx.ExpectationSuite:
     )
 
 
+def events_suite() -> gx.ExpectationSuite:
+    return gx.ExpectationSuite(
+        name=EVENTS,
+        expectations=[
+            gxe.ExpectTableColumnsToMatchSet(column_set=EVENT_SCHEMA.names, exact_match=True),
+            gxe.ExpectColumnValuesToBeUnique(column="event_id"),
+            *(
+                gxe.ExpectColumnValuesToNotBeNull(column=c)
+                for c in ("event_id", "stock_code", "trigger_ts", "vi_type", "direction", "trigger_price")
+            ),
+            gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=["static", "dynamic", "both"]),
+            gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=[-1, 1]),
+            *(
+                gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1)
+                for c in ("trigger_price", "static_ref", "dynamic_ref", "auction_price")
+            ),
+            gxe.ExpectColumnValuesToBeBetween(column="auction_volume", min_value=0),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="release_ts", column_B="trigger_ts", ignore_row_if="either_value_is_missing"
+            ),
+        ],
+    )
+
+
+def windows_suite() -> gx.ExpectationSuite:
+    exps: list = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=PANEL_COLUMNS, exact_match=True),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["event_id", "second"]),
+        *(
+            gxe.ExpectColumnValuesToNotBeNull(column=c)
+            for c in ("event_id", "second", "offset_s", "since_release_s")
+        ),
+        gxe.ExpectColumnValuesToBeInSet(column="vi_status", value_set=[0, 1, 2]),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0)
+            for c in ("volume", "buy_volume", "sell_volume", "trade_count", "indicative_volume")
+        ),
+        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1) for c in ("open", "high", "low", "close")),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(column=f"imbalance_l{n}", min_value=-1, max_value=1)
+            for n in (1, 5, 10)
+        ),
+    ]
+    exps += [cls(column_list=cols) for cls, cols in PANEL_EXPECTATIONS.values()]
+    return gx.ExpectationSuite(name=WINDOWS, expectations=exps)
+
+
 class Validator:
     """A file data context under ``project_root`` with the vicap suites and checkpoints."""
 
@@ -98,7 +148,13 @@ class Validator:
         except KeyError:
             source = ctx.data_sources.add_pandas(name=DATA_SOURCE)
         self.checkpoints = {}
-        for name, suite in ((TICKS, tick_suite()), (VI_LOG, vi_log_suite())):
+        suites = (
+            (TICKS, tick_suite()),
+            (VI_LOG, vi_log_suite()),
+            (EVENTS, events_suite()),
+            (WINDOWS, windows_suite()),
+        )
+        for name, suite in suites:
             try:
                 asset = source.get_asset(name)
             except LookupError:
@@ -150,6 +206,7 @@ class Validator:
 @dataclass
 class ValidationReport:
     files: int = 0
+    unreadable_files: int = 0
     rows_in: int = 0
     rows_kept: int = 0
     rows_quarantined: int = 0
@@ -186,11 +243,21 @@ def validate_dataset(
     report = ValidationReport()
     bases = _base_prices(root)
     for path in sorted((root / "ticks").glob("date=*/*.parquet")):
-        table = pq.read_table(path)
         report.files += 1
+        if on_file:
+            on_file(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:  # cut short or not Parquet: keep the bytes aside
+            target = quarantine_dir / "ticks" / path.parent.name / f"{path.name}.unreadable"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+            report.critical.append(f"{path}: unreadable Parquet ({exc}); moved to {target}")
+            report.unreadable_files += 1
+            continue
         report.rows_in += table.num_rows
         try:
-            check_table(table, TICK_SCHEMA, source=str(path))
+            check_table(table, TICK_SCHEMA, optional=TICK_OPTIONAL_FIELDS, source=str(path))
         except SchemaMismatch as exc:  # not a tick file vicap can read: the whole partition goes
             _quarantine(
                 table, [str(exc)] * table.num_rows, quarantine_dir / "ticks" / path.parent.name / path.name
@@ -200,7 +267,9 @@ def validate_dataset(
             report.rows_quarantined += table.num_rows
             report.reasons.update({"schema mismatch": table.num_rows})
             continue
-        df = table.to_pandas()
+        df = table.drop_columns(
+            [f.name for f in TICK_OPTIONAL_FIELDS if f.name in table.column_names]
+        ).to_pandas()
         df["day"] = df["timestamp"].dt.tz_convert("Asia/Seoul").dt.date
         df = df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day")
         reasons, critical = validator.run(TICKS, df)
@@ -208,15 +277,16 @@ def validate_dataset(
         bad = sorted(reasons)
         if bad:
             target = quarantine_dir / "ticks" / path.parent.name / path.name
-            _quarantine(table.take(bad), ["; ".join(reasons[i]) for i in bad], target)
+            _quarantine(table.take(pa.array(bad, pa.int64())), ["; ".join(reasons[i]) for i in bad], target)
             keep = sorted(set(range(len(df))) - set(bad))
-            pq.write_table(table.take(keep), path)
+            if keep:
+                pq.write_table(table.take(pa.array(keep, pa.int64())), path)
+            else:  # every row failed: the partition now lives in quarantine only
+                path.unlink()
             for i in bad:
                 report.reasons.update(reasons[i])
         report.rows_quarantined += len(bad)
         report.rows_kept += len(df) - len(bad)
-        if on_file:
-            on_file(path)
     log_path = root / "vi_log.parquet"
     if log_path.exists():
         log = pq.read_table(log_path)
@@ -226,3 +296,17 @@ def validate_dataset(
         report.critical += [f"{log_path}: row {i}: {', '.join(r)}" for i, r in sorted(reasons.items())]
     report.docs = validator.build_docs()
     return report
+
+
+def validate_events(events_dir: Path, reports_dir: Path) -> list[str]:
+    """Run the events and windows suites over ``events_dir``; returns the failed expectations
+    (events and panels are derived data: a failure is a bug to fix, not a row to set aside)."""
+    validator = Validator(reports_dir)
+    failed: list[str] = []
+    for name, file in ((EVENTS, "events.parquet"), (WINDOWS, "windows.parquet")):
+        reasons, critical = validator.run(name, pq.read_table(events_dir / file).to_pandas())
+        failed += [f"{file}: {c}" for c in critical]
+        counts = Counter(r for rs in reasons.values() for r in rs)
+        failed += [f"{file}: {reason} fails on {n} rows" for reason, n in counts.items()]
+    validator.build_docs()
+    return failed

@@ -59,9 +59,14 @@ def ingest(
     format: str = typer.Option(..., "--format", help="parquet | csv | kis-log"),
     mapping: Path = typer.Option(None, help="YAML column mapping (see market/mappings/)"),
     out: Path = typer.Option(..., help="dataset root to write"),
-    instruments: Path = typer.Option(None, help="instruments.parquet to use instead of deriving one"),
+    instruments: Path = typer.Option(
+        None,
+        help="instruments.parquet to use instead of deriving one; for kis-log, the stock list CSV "
+        "(default: stocks.csv beside the recordings)",
+    ),
 ) -> None:
-    """Ingest vendor tick files into the vicap dataset, quarantine unreadable rows, then validate."""
+    """Ingest vendor tick files or KIS real-time recordings into the vicap dataset, quarantine
+    unreadable rows and frames with the reason, then validate."""
     from vicap.ingest_cmd import run_ingest
 
     raise typer.Exit(run_ingest(src, format, mapping, out, instruments))
@@ -93,6 +98,34 @@ def events(
     from vicap.events_cmd import run_events
 
     raise typer.Exit(run_events(dataset, out, use_flags=not rules_only, before_s=before, after_s=after))
+
+
+@app.command("kis-export")
+def kis_export(
+    dataset: Path = typer.Argument(..., help="tick dataset root (e.g. from `vicap generate`)"),
+    out: Path = typer.Option(..., help="folder for the recording, the VI-status response and stocks.csv"),
+    date: str = typer.Option(..., help="the trading day to record (YYYY-MM-DD)"),
+    stock: list[str] = typer.Option(None, help="stock code to subscribe (repeatable; default all)"),
+    start: str = typer.Option(None, "--from", help="first exchange time to keep (HH:MM:SS)"),
+    end: str = typer.Option(None, "--to", help="last exchange time to keep (HH:MM:SS)"),
+    seed: int = typer.Option(0, help="seed of the simulated receive latency"),
+) -> None:
+    """Write a dataset's day as a KIS WebSocket recording in the documented frame formats (what
+    `vicap ingest --format kis-log` reads)."""
+    import datetime as dt
+
+    from market.kis_export import export_recording
+
+    counts = export_recording(
+        dataset,
+        out,
+        _parse_date(date),
+        stock or None,
+        dt.time.fromisoformat(start) if start else None,
+        dt.time.fromisoformat(end) if end else None,
+        seed,
+    )
+    typer.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()) + f" written to {out}")
 
 
 def _parse_date(text: str):

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from market.events import write_events
 from market.panels import write_panels
+from vicap.settings import get_settings
 
 console = Console()
 
@@ -39,9 +40,18 @@ def run_events(
         f"{panels.num_rows:,} panel seconds x {panels.num_columns} columns written to "
         f"{out / 'windows.parquet'} in {time.perf_counter() - t1:.1f} s"
     )
+    from validation.runner import validate_events
+
+    with console.status("validating events and panels (Great Expectations) ..."):
+        failed = validate_events(out, get_settings().paths.reports / "validation")
+    for f in failed:
+        console.print(f"[red]failed: {f}[/]")
+    if not failed:
+        console.print("events and panels pass their expectation suites (Data Docs updated)")
+    status = 1 if failed else 0
     if agree is None:
         console.print("no vi_log.parquet beside the ticks: no agreement to measure")
-        return 0
+        return status
     t = Table(title="Agreement with vi_log.parquet")
     for col in ("detected", "logged", "matched", "precision", "recall", "same type", "same auction price"):
         t.add_column(col, justify="right")
@@ -52,7 +62,7 @@ def run_events(
         f"{agree.precision:.2%}",
         f"{agree.recall:.2%}",
         f"{agree.same_type}/{agree.matched}",
-        f"{agree.same_auction_price}/{agree.matched}",
+        f"{agree.same_auction_price}/{agree.priced}" if agree.priced else "not in the log",
     )
     console.print(t)
-    return 0
+    return status

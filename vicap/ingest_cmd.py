@@ -1,4 +1,5 @@
-"""``vicap ingest``: vendor files through a column mapping, then validation."""
+"""``vicap ingest``: vendor files through a column mapping, or KIS real-time recordings; then
+validation."""
 
 from __future__ import annotations
 
@@ -11,42 +12,98 @@ console = Console()
 FORMATS = {"parquet": ".parquet", "csv": ".csv"}
 
 
-def run_ingest(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
-    from market.ingest import IngestError, Mapping, ingest
-    from vicap.validate_cmd import run_validate
+def _print_counts(title: str, rows: list[tuple[str, object]], reasons: dict[str, int]) -> None:
+    t = Table(title=title)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for label, value in rows:
+        t.add_row(
+            label, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        )
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        t.add_row(f"  quarantined: {reason}", f"{count:,}")
+    console.print(t)
 
-    if fmt == "kis-log":
-        console.print("[red]--format kis-log: KIS WebSocket recordings are not supported yet (issue 4)[/]")
-        return 2
-    if fmt not in FORMATS:
-        console.print(f"[red]--format must be one of parquet, csv, kis-log, not {fmt!r}[/]")
-        return 2
+
+def _run_kis(src: Path, out: Path, stocks: Path | None) -> int:
+    from market.kis_ingest import ingest_kis
+
+    report = ingest_kis(src, out, stocks)
+    control = sum(report.control.values())
+    _print_counts(
+        f"Ingested {report.files} KIS recording(s) from {src} into {out}",
+        [
+            ("lines in", report.lines),
+            ("data frames", report.data_frames),
+            ("control messages", control),
+            *((f"  {kind}", n) for kind, n in sorted(report.control.items())),
+            ("lines quarantined", report.lines_quarantined),
+            (
+                "lines: in = data + control + quarantined",
+                report.lines == report.data_frames + control + report.lines_quarantined,
+            ),
+            ("records in data frames", report.records),
+            ("records accepted", report.records_accepted),
+            ("records quarantined", report.records_quarantined),
+            (
+                "records: in = accepted + quarantined",
+                report.records == report.records_accepted + report.records_quarantined,
+            ),
+            (
+                "VI-status rows in / accepted / quarantined",
+                f"{report.vi_records} / {report.vi_accepted} / {report.vi_quarantined}",
+            ),
+            ("tick rows written", report.rows_written),
+            ("records stamped with a later clock", report.clock_held),
+            ("stock-days written", report.stock_days),
+        ],
+        report.reasons,
+    )
+    return 0
+
+
+def _run_vendor(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
+    from market.ingest import Mapping, ingest
+
     if mapping_path is None:
         console.print("[red]--mapping FILE.yaml is needed for parquet and csv (see market/mappings/)[/]")
         return 2
     sources = sorted(src.glob(f"*{FORMATS[fmt]}")) if src.is_dir() else [src]
-    if not sources or not all(p.exists() for p in sources):
+    if not sources:
         console.print(f"[red]{src}: no {fmt} files[/]")
         return 2
+    report = ingest(sources, Mapping.load(mapping_path), out, instruments)
+    _print_counts(
+        f"Ingested {len(sources)} file(s) into {out}",
+        [
+            ("rows in", report.rows_in),
+            ("accepted", report.rows_accepted),
+            ("quarantined", report.rows_quarantined),
+            ("in = accepted + quarantined", report.rows_in == report.rows_accepted + report.rows_quarantined),
+            ("stock-days written", report.stock_days),
+        ],
+        report.reasons,
+    )
+    return 0
+
+
+def run_ingest(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
+    from market.ingest import IngestError
+    from vicap.validate_cmd import run_validate
+
+    if fmt != "kis-log" and fmt not in FORMATS:
+        console.print(f"[red]--format must be one of parquet, csv, kis-log, not {fmt!r}[/]")
+        return 2
+    if not src.exists():
+        console.print(f"[red]{src}: no such file or folder[/]")
+        return 2
     try:
-        report = ingest(sources, Mapping.load(mapping_path), out, instruments)
+        code = (
+            _run_kis(src, out, instruments)
+            if fmt == "kis-log"
+            else _run_vendor(src, fmt, mapping_path, out, instruments)
+        )
     except IngestError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
-    t = Table(title=f"Ingested {len(sources)} file(s) into {out}")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    for label, value in [
-        ("rows in", report.rows_in),
-        ("accepted", report.rows_accepted),
-        ("quarantined", report.rows_quarantined),
-        ("in = accepted + quarantined", report.rows_in == report.rows_accepted + report.rows_quarantined),
-        ("stock-days written", report.stock_days),
-    ]:
-        t.add_row(
-            label, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-        )
-    for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
-        t.add_row(f"  quarantined: {reason}", f"{count:,}")
-    console.print(t)
-    return run_validate(out)
+    return code or run_validate(out)

@@ -41,6 +41,7 @@ def run_validate(dataset: Path) -> int:
     t.add_column("value", justify="right")
     for label, value in [
         ("partitions", report.files),
+        ("unreadable partitions (moved to quarantine)", report.unreadable_files),
         ("rows in", f"{report.rows_in:,}"),
         ("rows kept", f"{report.rows_kept:,}"),
         ("rows quarantined", f"{report.rows_quarantined:,}"),

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from market.events import detect, events_table
-from market.ingest import IngestError, Mapping, ingest
+from market.ingest import IngestError, Mapping, ingest, to_vendor_layout
 from vicap.cli import app
 
 MAPPING = Path(__file__).resolve().parents[2] / "market" / "mappings" / "dataguide_ticks.yaml"
@@ -20,18 +20,8 @@ KEYS = ["stock_code", "trigger_ts", "release_ts", "vi_type", "direction", "trigg
 
 def export_dataguide(ticks: pd.DataFrame, inst: dict, path: Path, encoding: str = "cp949") -> None:
     """Write ticks the way a vendor would: Korean headers and labels, one row per event."""
-    m = Mapping.load(MAPPING)
-    inverse = {col: {v: k for k, v in table.items() if k != ""} for col, table in m.values.items()}
-    out = pd.DataFrame()
-    local = ticks["timestamp"].dt.tz_convert("Asia/Seoul")
-    out["일자"] = local.dt.strftime("%Y%m%d")
-    out["시간"] = local.dt.strftime("%H%M%S%f")
-    for column, source in m.columns.items():
-        values = ticks[column]
-        out[source] = values.map(inverse[column]) if column in inverse else values
-    out["기준가"] = inst["base_price"]
-    out["KOSPI200"] = "Y" if inst["kospi200"] else "N"
-    out.to_csv(path, index=False, encoding=encoding)
+    vendor = to_vendor_layout(ticks, Mapping.load(MAPPING), inst["base_price"], inst["kospi200"])
+    vendor.to_csv(path, index=False, encoding=encoding)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +95,7 @@ def test_broken_files_get_a_clear_error(tmp_path):
         Mapping.load(tmp_path / "bad.yaml")
 
 
-def test_ingest_cli_validates_and_refuses_unsupported_formats(busiest, tmp_path, data_dir):
+def test_ingest_cli_validates_and_refuses_unknown_formats(busiest, tmp_path, data_dir):
     _, _, ticks, inst = busiest
     export_dataguide(ticks.head(3000), inst, tmp_path / "a.csv")
     runner = CliRunner()
@@ -124,5 +114,5 @@ def test_ingest_cli_validates_and_refuses_unsupported_formats(busiest, tmp_path,
     )
     assert ok.exit_code == 0, ok.output
     assert "in = accepted + quarantined" in ok.output and "Validation of" in ok.output
-    kis = runner.invoke(app, ["ingest", str(tmp_path), "--format", "kis-log", "--out", str(tmp_path / "k")])
-    assert kis.exit_code == 2 and "not supported yet" in kis.output
+    bad = runner.invoke(app, ["ingest", str(tmp_path), "--format", "xls", "--out", str(tmp_path / "k")])
+    assert bad.exit_code == 2 and "--format must be one of" in bad.output

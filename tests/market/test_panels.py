@@ -76,3 +76,20 @@ def test_panel_rows_use_no_later_data(dataset, events, tmp_path):
     cut = build_panels(tmp_path / "raw", e).to_pandas()
     upto = full.second <= cut_second
     assert full[upto].reset_index(drop=True).equals(cut[cut.second <= cut_second].reset_index(drop=True))
+
+
+def test_events_and_panels_pass_their_suites_and_a_broken_panel_fails(events, panels, tmp_path):
+    from validation.runner import validate_events
+
+    pq.write_table(events, tmp_path / "events.parquet")
+    pq.write_table(pa.Table.from_pandas(panels, preserve_index=False), tmp_path / "windows.parquet")
+    assert validate_events(tmp_path, tmp_path / "reports") == []
+    assert (tmp_path / "reports" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+    df = panels.copy()
+    traded = df.index[df["traded"]][:3]
+    df.loc[traded, "high"] = df.loc[traded, "low"] - 5  # a bar whose high is below its low
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "windows.parquet")
+    pq.write_table(pa.concat_tables([events, events.slice(0, 1)]), tmp_path / "events.parquet")
+    failed = validate_events(tmp_path, tmp_path / "reports")
+    assert "events.parquet: expect_column_values_to_be_unique(event_id) fails on 2 rows" in failed
+    assert "windows.parquet: expect_krx_panel_bar_consistent fails on 3 rows" in failed

@@ -1,0 +1,256 @@
+"""A tick dataset written as a KIS real-time recording: what a user's recorder would have saved had
+it subscribed to these stocks on that day (H0STCNT0, H0STASP0, H0STPGM0, H0STMKO0 frames with
+subscribe acks and PINGPONG heartbeats), plus the VI-status REST response and the stock list.
+
+It gives ``vicap ingest --format kis-log`` a recording whose truth is known, and feeds the loopback
+fake KIS server. The feed's limits are kept: exchange times in whole seconds, no investor flows,
+no news flags, receive times a few milliseconds after the event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from market import kis_formats as kis
+from market import krx
+from market.kis_ingest import STOCKS_FILE
+
+MAX_BATCH = 10  # records per frame when several arrive at one instant (the open, the close)
+PING_EVERY_US = 100_000_000  # KIS sends a PINGPONG heartbeat about every 100 s
+SESSION_CODE = {"opening_auction": "10", "continuous": "20", "closing_auction": "30", "closed": "40"}
+
+
+def _hhmmss(ts_us: int) -> str:
+    return dt.datetime.fromtimestamp(ts_us / 1e6, krx.SEOUL).strftime("%H%M%S")
+
+
+def _sign(change: int) -> str:
+    return "2" if change > 0 else ("5" if change < 0 else "3")  # 전일대비부호: 2 up, 3 flat, 5 down
+
+
+def _pct(price: int, ref: int) -> str:
+    return f"{(price - ref) / ref * 100:.2f}" if ref else "0.00"
+
+
+def stock_records(
+    ticks, code: str, base: int, day: dt.date
+) -> tuple[list[tuple[int, str, dict]], list[dict]]:
+    """(ts_us, tr_id, record) of one stock-day in event order, and the REST rows of its VIs."""
+    cols = ticks.to_pydict()
+    ts_us = ticks["timestamp"].cast("int64").to_pylist()
+    out: list[tuple[int, str, dict]] = []
+    vi_rows: list[dict] = []
+    bsop = day.strftime("%Y%m%d")
+    static_ref, open_, high, low, value = base, 0, 0, 0, 0
+    bid1 = ask1 = bidq1 = askq1 = 0
+    program = 0
+    last_price = before_last = last_ts = 0
+    for i, ts in enumerate(ts_us):
+        kind, price, hhmmss = cols["event_type"][i], cols["price"][i], _hhmmss(ts)
+        if cols["program_net_buy"][i] != program:
+            program = cols["program_net_buy"][i]
+            rec = {"MKSC_SHRN_ISCD": code, "STCK_CNTG_HOUR": hhmmss, "NTBY_CNQN": program}
+            out.append((ts, kis.PROGRAM, rec | {"WHOL_NTBY_QTY": program}))
+        if kind == "trade":
+            volume, side = cols["volume"][i], cols["side"][i]
+            open_ = open_ or price
+            high, low = max(high, price), min(low or price, price)
+            value += price * volume
+            cum = cols["cum_volume"][i]
+            rec = {
+                "MKSC_SHRN_ISCD": code,
+                "STCK_CNTG_HOUR": hhmmss,
+                "STCK_PRPR": price,
+                "PRDY_VRSS_SIGN": _sign(price - base),
+                "PRDY_VRSS": price - base,
+                "PRDY_CTRT": _pct(price, base),
+                "WGHN_AVRG_STCK_PRC": f"{value / cum:.2f}",
+                "STCK_OPRC": open_,
+                "STCK_HGPR": high,
+                "STCK_LWPR": low,
+                "ASKP1": ask1,
+                "BIDP1": bid1,
+                "CNTG_VOL": volume,
+                "ACML_VOL": cum,
+                "ACML_TR_PBMN": value,
+                "CCLD_DVSN": kis.CCLD_DVSN_BY_SIDE[side],
+                "BSOP_DATE": bsop,
+                "NEW_MKOP_CLS_CODE": SESSION_CODE[cols["session"][i]],
+                "TRHT_YN": "N",
+                "ASKP_RSQN1": askq1,
+                "BIDP_RSQN1": bidq1,
+                "HOUR_CLS_CODE": "0",
+                "MRKT_TRTM_CLS_CODE": "0",
+                "VI_STND_PRC": static_ref,
+            }
+            out.append((ts, kis.TRADES, rec))
+            if side == 0:
+                static_ref = price  # every single-price print resets the static reference
+            if ts > last_ts:
+                before_last = last_price
+            last_price, last_ts = price, ts
+        elif kind in ("book", "indicative"):
+            bid1, ask1 = cols["bid_price_1"][i], cols["ask_price_1"][i]
+            bidq1, askq1 = cols["bid_volume_1"][i], cols["ask_volume_1"][i]
+            rec = {"MKSC_SHRN_ISCD": code, "BSOP_HOUR": hhmmss, "HOUR_CLS_CODE": "0"}
+            for n in range(1, 11):
+                rec[f"ASKP{n}"], rec[f"BIDP{n}"] = cols[f"ask_price_{n}"][i], cols[f"bid_price_{n}"][i]
+                rec[f"ASKP_RSQN{n}"] = cols[f"ask_volume_{n}"][i]
+                rec[f"BIDP_RSQN{n}"] = cols[f"bid_volume_{n}"][i]
+            rec["TOTAL_ASKP_RSQN"] = sum(cols[f"ask_volume_{n}"][i] for n in range(1, 11))
+            rec["TOTAL_BIDP_RSQN"] = sum(cols[f"bid_volume_{n}"][i] for n in range(1, 11))
+            antc = price if kind == "indicative" else 0
+            rec |= {
+                "ANTC_CNPR": antc,
+                "ANTC_CNQN": cols["volume"][i] if antc else 0,
+                "ANTC_CNTG_VRSS": antc - base if antc else 0,
+                "ANTC_CNTG_VRSS_SIGN": _sign(antc - base) if antc else "3",
+                "ACML_VOL": cols["cum_volume"][i],
+                "STCK_DEAL_CLS_CODE": "0",
+            }
+            out.append((ts, kis.BOOK, rec))
+        else:  # status
+            on = cols["vi_status"][i] == 1
+            rec = {
+                "MKSC_SHRN_ISCD": code,
+                "TRHT_YN": "N",
+                "MKOP_CLS_CODE": SESSION_CODE[cols["session"][i]],
+                "VI_CLS_CODE": "Y" if on else "N",
+                "OVTM_VI_CLS_CODE": "N",
+                "EXCH_CLS_CODE": "KRX",
+            }
+            out.append((ts, kis.MARKET_OP, rec))
+            if on:
+                dynamic_ref = (before_last if last_ts == ts else last_price) or base
+                vi_rows.append(
+                    {
+                        "ts": ts,
+                        "vi_type": cols["vi_type"][i],
+                        "trigger_price": price,
+                        "static_ref": static_ref,
+                        "dynamic_ref": dynamic_ref,
+                    }
+                )
+    return out, vi_rows
+
+
+def _vi_status_output(code: str, name: str, day: dt.date, vi_rows: list[dict], releases: dict) -> list[dict]:
+    """FHPST01390000 output rows (VI 현황), newest first as the API returns them."""
+    rows = []
+    for n, v in enumerate(vi_rows, start=1):
+        release = releases.get(v["ts"])
+        rows.append(
+            {
+                "hts_kor_isnm": name,
+                "mksc_shrn_iscd": code,
+                "vi_cls_code": "N" if release else "Y",
+                "bsop_date": day.strftime("%Y%m%d"),
+                "cntg_vi_hour": _hhmmss(v["ts"]),
+                "vi_cncl_hour": _hhmmss(release) if release else "",
+                "vi_kind_code": kis.KIND_BY_VI_TYPE[v["vi_type"]],
+                "vi_prc": str(v["trigger_price"]),
+                "vi_stnd_prc": str(v["static_ref"]),
+                "vi_dprt": _pct(v["trigger_price"], v["static_ref"]),
+                "vi_dmc_stnd_prc": str(v["dynamic_ref"]),
+                "vi_dmc_dprt": _pct(v["trigger_price"], v["dynamic_ref"]),
+                "vi_count": str(n),
+            }
+        )
+    return rows[::-1]
+
+
+def export_recording(
+    dataset: Path,
+    out: Path,
+    day: dt.date,
+    stocks: list[str] | None = None,
+    start: dt.time | None = None,
+    end: dt.time | None = None,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Write ``out/kis-<day>.jsonl.gz``, ``out/vi_status-<day>.json`` and ``out/stocks.csv``."""
+    inst = pq.read_table(dataset / "instruments.parquet").to_pandas()
+    inst = inst[inst["date"] == day].set_index("stock_code")
+    part = dataset / "ticks" / f"date={day.isoformat()}"
+    codes = stocks or sorted(p.stem for p in part.glob("*.parquet"))
+    lo = krx.epoch_us(dt.datetime.combine(day, start or dt.time(0), krx.SEOUL))
+    hi = krx.epoch_us(dt.datetime.combine(day, end or dt.time(23, 59, 59), krx.SEOUL))
+    log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
+    merged: list[tuple[int, int, int, str, dict]] = []
+    rest: list[dict] = []
+    for k, code in enumerate(codes):
+        if code not in inst.index:
+            raise ValueError(f"{dataset}: no stock {code} on {day}")
+        ticks = pq.read_table(part / f"{code}.parquet")
+        records, vi_rows = stock_records(ticks, code, int(inst.loc[code, "base_price"]), day)
+        merged += [(ts, k, j, tr_id, rec) for j, (ts, tr_id, rec) in enumerate(records) if lo <= ts <= hi]
+        mine = log[log["stock_code"] == code]
+        releases = {
+            krx.epoch_us(r.trigger_ts): krx.epoch_us(r.release_ts)
+            for r in mine.itertuples()
+            if r.release_ts is not None and r.release_ts == r.release_ts and krx.epoch_us(r.release_ts) <= hi
+        }
+        in_window = [v for v in vi_rows if lo <= v["ts"] <= hi]
+        rest += _vi_status_output(code, str(inst.loc[code, "stock_name"]), day, in_window, releases)
+    merged.sort(key=lambda r: r[:3])
+    rng = np.random.default_rng(seed)
+    latency = rng.integers(3_000, 40_000, size=len(merged))  # µs from the exchange to the recorder
+    out.mkdir(parents=True, exist_ok=True)
+    lines = frames = 0
+    recv = last_ping = 0
+    path = out / f"kis-{day:%Y%m%d}.jsonl.gz"
+
+    def write(fh, recv_us: int, frame: str) -> None:
+        nonlocal lines
+        stamp = dt.datetime.fromtimestamp(recv_us / 1e6, krx.SEOUL).isoformat(timespec="microseconds")
+        fh.write(json.dumps({"recv_ts": stamp, "frame": frame}) + "\n")
+        lines += 1
+
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        first = merged[0][0] if merged else lo
+        for code in codes:
+            for tr_id in kis.FIELDS:
+                write(fh, first - 1_000_000, kis.subscribe_ack(tr_id, code))
+        last_ping = first
+        i = 0
+        while i < len(merged):
+            ts, k, _, tr_id, rec = merged[i]
+            batch = [rec]
+            while (
+                i + len(batch) < len(merged)
+                and len(batch) < MAX_BATCH
+                and merged[i + len(batch)][:2] == (ts, k)
+                and merged[i + len(batch)][3] == tr_id
+            ):
+                batch.append(merged[i + len(batch)][4])
+            recv = max(recv, ts + int(latency[i]))
+            if recv - last_ping >= PING_EVERY_US:
+                write(
+                    fh,
+                    recv,
+                    kis.pingpong(dt.datetime.fromtimestamp(recv / 1e6, krx.SEOUL).strftime("%Y%m%d%H%M%S")),
+                )
+                last_ping = recv
+            write(fh, recv, kis.format_frame(tr_id, batch))
+            frames += 1
+            i += len(batch)
+    (out / f"vi_status-{day:%Y%m%d}.json").write_text(
+        json.dumps(
+            {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.", "output": rest},
+            ensure_ascii=False,
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    stock_rows = ["stock_code,stock_name,market,kospi200"] + [
+        f"{c},{inst.loc[c, 'stock_name']},{inst.loc[c, 'market']},{'Y' if inst.loc[c, 'kospi200'] else 'N'}"
+        for c in codes
+    ]
+    (out / STOCKS_FILE).write_text("\n".join(stock_rows) + "\n", encoding="utf-8")
+    return {"lines": lines, "frames": frames, "records": len(merged), "vi_status_rows": len(rest)}

@@ -1,0 +1,172 @@
+"""KIS real-time recordings in: the frame format, the recording shipped under tests/data/ (made
+from a generated market), a fresh recording of the session dataset, and the hazards corpus."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from market import kis_formats as kis
+from market.events import agreement, detect, events_table
+from market.kis_export import export_recording
+from market.kis_ingest import ingest_kis
+from market.schema import RECV_TS_FIELD
+from vicap.cli import app
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "kis"
+field_text = st.text(alphabet=st.characters(blacklist_characters="^|\n", codec="utf-8"), max_size=8)
+
+
+@given(
+    tr_id=st.sampled_from(sorted(kis.FIELDS)),
+    values=st.lists(st.lists(field_text, min_size=59, max_size=59), min_size=1, max_size=12),
+)
+def test_frames_round_trip_whatever_the_batch(tr_id, values):
+    names = kis.FIELDS[tr_id]
+    records = [dict(zip(names, v, strict=False)) for v in values]
+    parsed = kis.parse_frame(kis.format_frame(tr_id, records))
+    assert isinstance(parsed, kis.Records) and parsed.tr_id == tr_id and parsed.records == records
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("0|H0STCNT0|001|" + "^".join(["1"] * 45), "field count 45 does not match H0STCNT0"),
+        (
+            "0|H0STCNT0|002|" + "^".join(["1"] * 46),
+            "field count 46 does not match H0STCNT0: 46 fields per record, 2",
+        ),
+        ("1|H0STCNT0|001|c2VjcmV0", "encrypted frame"),
+        ("0|H0STZZZ0|001|a", "unknown tr_id"),
+        ("0|H0STCNT0|1|a", "record count '1'"),
+        ("hello", "not a KIS frame"),
+        ("{not json", "control message is not JSON"),
+    ],
+)
+def test_bad_frames_name_their_fault(text, reason):
+    with pytest.raises(kis.FrameError, match=reason):
+        kis.parse_frame(text)
+
+
+def test_control_messages_are_told_apart():
+    assert kis.parse_frame(kis.pingpong("20240304090000")) == kis.Control(
+        "PINGPONG", kis.pingpong("20240304090000")
+    )
+    assert kis.parse_frame(kis.subscribe_ack(kis.TRADES, "005930")).kind == "SUBSCRIBE SUCCESS"
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result.exit_code, " ".join(result.output.split())  # rich wraps long lines
+
+
+def test_the_shipped_recording_ingests_and_its_vi_is_found(tmp_path, data_dir):
+    """Acceptance: `vicap ingest <recording> --format kis-log` then `vicap events`."""
+    code, out = _run("ingest", str(DATA / "recording"), "--format", "kis-log", "--out", str(tmp_path / "OUT"))
+    assert code == 0, out
+    summary = json.loads((tmp_path / "OUT" / "ingest_summary.json").read_text())
+    assert summary["lines_quarantined"] == summary["records_quarantined"] == 0
+    assert summary["lines"] == summary["data_frames"] + sum(summary["control_messages"].values())
+    assert (
+        summary["control_messages"]["SUBSCRIBE SUCCESS"] == 8 and summary["control_messages"]["PINGPONG"] > 10
+    )
+    ticks = pq.read_table(tmp_path / "OUT" / "ticks" / "date=2024-03-04" / "880770.parquet")
+    assert ticks.schema.field("recv_ts") == RECV_TS_FIELD
+    recv, exch = ticks["recv_ts"].cast("int64").to_pylist(), ticks["timestamp"].cast("int64").to_pylist()
+    assert all(r >= e for r, e in zip(recv, exch, strict=True))  # received after the exchange second began
+    assert all(t % 1_000_000 == 0 for t in exch)  # KIS stamps whole seconds
+    code, out = _run("events", str(tmp_path / "OUT"), "--out", str(tmp_path / "EVENTS"))
+    assert code == 0, out
+    events = pq.read_table(tmp_path / "EVENTS" / "events.parquet").to_pylist()
+    assert len(events) == 1 and events[0]["vi_type"] == "static" and events[0]["direction"] == 1
+    assert "100.00%" in out and pq.read_table(tmp_path / "EVENTS" / "windows.parquet").num_rows > 150
+
+
+@pytest.mark.parametrize("with_rest", [True, False], ids=["with VI-status REST", "websocket only"])
+def test_a_recording_of_the_session_market_finds_the_same_vis(dataset, tmp_path, with_rest):
+    """Every VI of a recorded day comes back, to the second, with its type, direction and
+    auction price; without the REST record the type is inferred from the auction."""
+    log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
+    day = log.groupby(log.trigger_ts.dt.date).size().idxmax()
+    busiest = log[log.trigger_ts.dt.date == day].stock_code.value_counts().index[:3].tolist()
+    export_recording(dataset, tmp_path / "rec", day, sorted(busiest), seed=3)
+    if not with_rest:
+        next((tmp_path / "rec").glob("vi_status-*.json")).unlink()
+    report = ingest_kis(tmp_path / "rec", tmp_path / "out")
+    assert report.balanced and report.records_quarantined == report.lines_quarantined == 0
+    original = events_table(detect(dataset)).to_pandas()
+    original = original[(original.trigger_ts.dt.date == day) & original.stock_code.isin(busiest)]
+    again = events_table(detect(tmp_path / "out")).to_pandas()
+    assert len(original) >= 3 and len(again) == len(original)
+    keys = ["stock_code", "direction", "auction_price", "auction_volume"]
+    a, b = original.sort_values(["stock_code", "trigger_ts"]), again.sort_values(["stock_code", "trigger_ts"])
+    pd.testing.assert_frame_equal(a[keys].reset_index(drop=True), b[keys].reset_index(drop=True))
+    same_type = (a["vi_type"].to_numpy() == b["vi_type"].to_numpy()).mean()
+    # the REST record names the type; inferred from whole-second data it is right most of the time
+    assert same_type == 1.0 if with_rest else same_type >= 0.9
+    gap = (
+        (b.trigger_ts.to_numpy() - a.trigger_ts.dt.floor("s").to_numpy()).astype("timedelta64[s]").astype(int)
+    )
+    assert set(gap) <= {0, 1}  # whole seconds, the VI push stamped by its receive second
+    log_day = pa.Table.from_pandas(
+        log[(log.trigger_ts.dt.date == day) & log.stock_code.isin(busiest)], preserve_index=False
+    )
+    agree = agreement(events_table(detect(tmp_path / "out")), log_day, tolerance_s=1.0)
+    assert agree.precision == agree.recall == 1.0
+
+
+def test_the_hazard_corpus_is_counted_and_quarantined(tmp_path, data_dir):
+    code, out = _run("ingest", str(DATA / "corpus"), "--format", "kis-log", "--out", str(tmp_path / "out"))
+    assert code == 0, out
+    s = json.loads((tmp_path / "out" / "ingest_summary.json").read_text())
+    assert (s["lines"], s["data_frames"], s["lines_quarantined"]) == (17, 7, 7)
+    assert s["control_messages"] == {"SUBSCRIBE SUCCESS": 2, "PINGPONG": 1}
+    assert (s["records"], s["records_accepted"], s["records_quarantined"]) == (10, 8, 2)
+    assert (s["vi_status_records"], s["vi_status_accepted"], s["vi_status_quarantined"]) == (3, 1, 2)
+    q = pq.read_table(tmp_path / "out" / "quarantine" / "ingest" / "kis.parquet").to_pandas()
+    assert len(q) == 7 + 2 + 2
+    for fragment in (
+        "field count 45 does not match H0STCNT0",
+        "46 fields per record, 2 records",
+        "encrypted frame",
+        "unknown tr_id 'H0STXXX0'",
+        'not a JSON object {"recv_ts", "frame"}',
+        "recv_ts has no UTC offset",
+        "stock_code '999999' is not in stocks.csv",
+        "STCK_PRPR: 'abc' is not an integer",
+        "VI status: duplicate of an earlier poll",
+        "vi_kind_code '7' is not a known kind",
+    ):
+        assert q["reason"].str.contains(fragment, regex=False).any(), fragment
+    assert (q.loc[q.line == 9, "raw"] == "hello, not json").all()  # the raw text is kept
+    ticks = pq.read_table(tmp_path / "out" / "ticks" / "date=2024-03-04" / "063380.parquet").to_pandas()
+    # 1 book + 1 + 3 batched + 1 trades + 1 status; the program record is carried, not a row
+    assert ticks["event_type"].tolist() == ["book", "trade", "trade", "trade", "trade", "trade", "status"]
+    assert (
+        ticks["cum_volume"].tolist()[1:6] == [10, 15, 20, 21, 23] and ticks["program_net_buy"].iloc[-1] == 5
+    )
+    vi_log = pq.read_table(tmp_path / "out" / "vi_log.parquet").to_pylist()
+    assert [(v["vi_type"], v["direction"], v["trigger_price"], v["ref_price"]) for v in vi_log] == [
+        ("static", 1, 3245, 2950)
+    ]
+    assert vi_log[0]["trigger_ts"] == dt.datetime(2024, 3, 4, 9, 30, tzinfo=vi_log[0]["trigger_ts"].tzinfo)
+
+
+def test_missing_stock_list_and_empty_sources_are_clear_errors(tmp_path, data_dir):
+    shutil.copy(DATA / "corpus" / "frames.jsonl", tmp_path / "frames.jsonl")
+    code, out = _run("ingest", str(tmp_path), "--format", "kis-log", "--out", str(tmp_path / "o"))
+    assert code == 2 and "needs the stock list" in out
+    (tmp_path / "empty").mkdir()
+    code, out = _run("ingest", str(tmp_path / "empty"), "--format", "kis-log", "--out", str(tmp_path / "o"))
+    assert code == 2 and "no KIS recordings" in out
