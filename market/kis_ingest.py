@@ -408,10 +408,11 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
     for code, records in sorted(per_stock.items()):
         records.sort(key=lambda r: (r.recv_us, r.seq))  # arrival order across files
         rows, inst = _merge_stock(code, records, stocks[code], vi_by_stock[code], report)
-        for day in {r["day"] for r in rows} - set(inst):
+        missing = sorted({r["day"] for r in rows} - set(inst))
+        if missing:
             raise IngestError(
-                f"stock {code} on {day}: no 기준가 in the recording (no trade and no indicative price); "
-                f"record from before the open"
+                f"stock {code} on {missing[0]}: no 기준가 in the recording (no trade and no indicative "
+                f"price); record from before the open"
             )
         instruments += inst.values()
         if rows:

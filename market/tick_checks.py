@@ -17,7 +17,7 @@ def on_tick_grid(df: pd.DataFrame) -> pd.Series:
     (columns event_type, price, market, timestamp)."""
     ok = pd.Series(True, index=df.index)
     sub = df[df["event_type"] == "trade"]
-    for (market, day), g in sub.groupby([sub["market"], seoul_days(sub["timestamp"])]):
+    for (market, day), g in sub.groupby([sub["market"], seoul_days(sub["timestamp"])], observed=True):
         ok[g.index] = krx.is_on_grid_array(g["price"].to_numpy(), market, day)
     return ok
 
@@ -27,7 +27,7 @@ def within_daily_limits(df: pd.DataFrame) -> pd.Series:
     ok = pd.Series(True, index=df.index)
     sub = df[df["event_type"] == "trade"]
     for (market, day, base), g in sub.groupby(
-        [sub["market"], seoul_days(sub["timestamp"]), sub["base_price"]]
+        [sub["market"], seoul_days(sub["timestamp"]), sub["base_price"]], observed=True
     ):
         lower, upper = krx.price_limits(int(base), market, day)
         ok[g.index] = g["price"].between(lower, upper).to_numpy()

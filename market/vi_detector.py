@@ -3,7 +3,9 @@
 The same detector serves the batch command (``vicap events`` replays files through it) and the
 live executor (fed from the KIS feed). It works two ways:
 - from the exchange's own flags (``vi_status`` 1 during a VI auction, 2 at its release), as the
-  synthetic market and KIS recordings carry them;
+  synthetic market and KIS recordings carry them; a flag without the VI's type (KIS H0STMKO0
+  without the REST record) starts the VI with a provisional type, settled by the auction's first
+  indicative price;
 - from the KRX rules alone, for vendor files without flags: a single-price print in continuous
   hours (not the open) ends a call auction, which in continuous hours only a VI starts; the
   indicative rows before it, or the halt in trading, give its start; the bands against the

@@ -50,7 +50,7 @@ def cum_volume_continuous(df: pd.DataFrame) -> pd.Series:
     ticks: the row after the gap fails)."""
     ok = pd.Series(True, index=df.index)
     trades = df[df["event_type"] == "trade"]
-    prev = trades.groupby("stock_code")["cum_volume"].shift(1).fillna(0)
+    prev = trades.groupby("stock_code", observed=True)["cum_volume"].shift(1).fillna(0)
     ok[trades.index] = (trades["cum_volume"] == prev + trades["volume"]).to_numpy()
     return ok
 
@@ -78,7 +78,7 @@ def session_matches_clock(df: pd.DataFrame) -> pd.Series:
 
 
 def timestamps_non_decreasing(df: pd.DataFrame) -> pd.Series:
-    prev = df.groupby("stock_code")["timestamp"].shift(1)
+    prev = df.groupby("stock_code", observed=True)["timestamp"].shift(1)
     return prev.isna() | (df["timestamp"] >= prev)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -159,6 +161,22 @@ def _print_session(ex: Exchange, seconds: float) -> None:
 DEMO_MARKET = {"stocks": 8, "days": 3, "start": dt.date(2024, 3, 4), "intensity": "hot"}
 
 
+def run_kis_round_trip(raw: Path, work: Path) -> int:
+    """Record the stock-day with the most VIs in the KIS formats, ingest it, detect its VIs."""
+    from market.kis_export import export_recording
+    from vicap.events_cmd import run_events
+    from vicap.ingest_cmd import run_ingest
+
+    log = pq.read_table(raw / "vi_log.parquet").to_pandas()
+    code, day = log.groupby([log.stock_code, log.trigger_ts.dt.date]).size().idxmax()
+    shutil.rmtree(work, ignore_errors=True)
+    counts = export_recording(raw, work / "recording", day, [code])
+    console.print(f"recorded {code} on {day}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    return run_ingest(work / "recording", "kis-log", None, work / "raw", None) or run_events(
+        work / "raw", work / "events"
+    )
+
+
 def run_demo(seed: int = 7) -> int:
     settings = get_settings()
     console.rule("[bold]vicap demo[/]: a synthetic KRX market")
@@ -178,6 +196,8 @@ def run_demo(seed: int = 7) -> int:
     from vicap.events_cmd import run_events
 
     events_ok = run_events(raw, settings.paths.events.parent) == 0
+    console.rule("[bold]vicap demo[/]: the busiest stock-day as a KIS real-time recording, ingested again")
+    kis_ok = run_kis_round_trip(raw, settings.paths.root / "demo" / "kis") == 0
     console.rule("[bold]vicap demo[/]: KRX rules")
     rules_ok = rules_self_check()
     console.rule("[bold]vicap demo[/]: one exchange session with a VI")
@@ -193,7 +213,7 @@ def run_demo(seed: int = 7) -> int:
     pq.write_table(ticks, out / "ticks.parquet")
     pq.write_table(vi_log, out / "vi_log.parquet")
     console.print(f"wrote {ticks.num_rows:,} tick rows and {vi_log.num_rows} VI records under {out}")
-    if not (rules_ok and market_ok and valid_ok and events_ok) or vi_log.num_rows == 0:
+    if not (rules_ok and market_ok and valid_ok and events_ok and kis_ok) or vi_log.num_rows == 0:
         console.print("[red]demo failed: a rule check or market invariant is broken, or no VI happened[/]")
         return 1
     console.print(f"realism report: {settings.paths.reports / 'market' / 'index.html'}")
