@@ -177,10 +177,8 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
         traded = df["volume"].where(df["event_type"] == "trade", 0)
         df["cum_volume"] = traded.groupby([df["stock_code"], df["timestamp"].dt.date]).cumsum()
     if "session" not in df:
-        df["session"] = "continuous"
         us = (df["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(microseconds=1)
-        for day, g in df.groupby(df["timestamp"].dt.date):
-            df.loc[g.index, "session"] = krx.session_schedule(day).session_labels(us[g.index].to_numpy())
+        df["session"] = krx.session_labels_by_day(us.to_numpy())
     return df
 
 

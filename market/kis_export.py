@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from market import kis_formats as kis
@@ -194,7 +195,7 @@ def export_recording(
         releases = {
             krx.epoch_us(r.trigger_ts): krx.epoch_us(r.release_ts)
             for r in mine.itertuples()
-            if r.release_ts is not None and r.release_ts == r.release_ts and krx.epoch_us(r.release_ts) <= hi
+            if pd.notna(r.release_ts) and krx.epoch_us(r.release_ts) <= hi
         }
         in_window = [v for v in vi_rows if lo <= v["ts"] <= hi]
         rest += _vi_status_output(code, str(inst.loc[code, "stock_name"]), day, in_window, releases)

@@ -287,10 +287,9 @@ def _merge_stock(code: str, records: list[_Record], stock: dict, vi_rows: list[d
     """Rows of one stock (all its days) in arrival order, and its instrument rows."""
     rows: list[dict] = []
     instruments: dict[dt.date, dict] = {}
-    book = dict.fromkeys(
+    empty_book = dict.fromkeys(
         (f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("price", "volume") for i in LEVELS), 0
     )
-    empty_book = dict.fromkeys(book, 0)
     by_second = {(v["trigger_ts"] // 1_000_000): v for v in vi_rows}
     day = None
     clock = state = cum = program = 0
@@ -298,7 +297,6 @@ def _merge_stock(code: str, records: list[_Record], stock: dict, vi_rows: list[d
     for rec in records:
         if rec.day != day:
             day, clock, state, cum, program, vi = rec.day, 0, NORMAL, 0, 0, None
-            book = dict(empty_book)
         base = _base_price(rec)
         if base and day not in instruments:
             instruments[day] = {"date": day, "stock_code": code, **stock, "base_price": base}
@@ -476,9 +474,7 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """The session from the clock, the columns the KIS feed lacks, and timestamp types."""
-    df["session"] = "continuous"
-    for day, g in df.groupby("day"):
-        df.loc[g.index, "session"] = krx.session_schedule(day).session_labels(g["timestamp"].to_numpy())
+    df["session"] = krx.session_labels_by_day(df["timestamp"].to_numpy())
     for name in ("institution_net", "foreign_net", "individual_net"):
         df[name] = 0  # KIS publishes investor flows by REST only: not in a recording
     df["news_flag"] = df["disclosure_flag"] = False

@@ -329,6 +329,19 @@ def epoch_us(t: dt.datetime) -> int:
     return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
+def session_labels_by_day(ts_us: np.ndarray) -> np.ndarray:
+    """:meth:`SessionSchedule.session_labels` for µs timestamps spanning any number of days, each
+    against its own day's schedule (Seoul has no daylight saving: a day is a fixed +09:00 offset)."""
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+    day_number = (ts_us + 9 * 3600 * 1_000_000) // (86_400 * 1_000_000)
+    labels = np.empty(len(ts_us), dtype=_SESSION_LABELS.dtype)
+    for n in np.unique(day_number):
+        mine = day_number == n
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(n))
+        labels[mine] = session_schedule(day).session_labels(ts_us[mine])
+    return labels
+
+
 def session_schedule(day: dt.date) -> SessionSchedule:
     """The regular-day schedule; the first trading day of a year opens at 10:00 (its opening call
     runs from 08:30 to 10:00)."""

@@ -294,3 +294,11 @@ def test_epoch_us_needs_a_time_zone():
     with pytest.raises(ValueError, match="no time zone"):
         krx.epoch_us(dt.datetime(2024, 3, 5, 9))
     assert krx.epoch_us(dt.datetime(1970, 1, 1, 9, tzinfo=krx.SEOUL)) == 0
+
+
+def test_session_labels_by_day_use_each_days_own_schedule():
+    # 2024-01-02 opens at 10:00 (first session of the year); 2024-01-03 at 09:00
+    stamps = [dt.datetime(2024, 1, d, 9, 30, tzinfo=krx.SEOUL) for d in (2, 3)]
+    stamps += [dt.datetime(2024, 1, 3, 15, 25, tzinfo=krx.SEOUL)]
+    labels = krx.session_labels_by_day(np.array([krx.epoch_us(t) for t in stamps]))
+    assert labels.tolist() == ["opening_auction", "continuous", "closing_auction"]
