@@ -1,8 +1,8 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import generation, matching, slicing, validation
+from bench import features, generation, matching, slicing, validation
 
-BENCHMARKS = [matching.main, generation.main, slicing.main, validation.main]
+BENCHMARKS = [matching.main, generation.main, slicing.main, validation.main, features.main]
 
 for bench in BENCHMARKS:
     bench()

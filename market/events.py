@@ -75,13 +75,18 @@ def detect(root: Path, use_flags: bool = True) -> list[VIEvent]:
     return sorted(completed(found), key=lambda v: (v.trigger_ts, v.stock_code))
 
 
+def event_id(stock_code: str, trigger_ts: int) -> str:
+    """A VI's key: its stock and trigger time (µs since the epoch); batch and live agree on it."""
+    return f"{stock_code}-{trigger_ts}"
+
+
 def events_table(events: list[VIEvent]) -> pa.Table:
     def ts(values: list[int | None]) -> pa.Array:
         return pa.array(values, pa.int64()).cast(pa.timestamp("us")).cast(TIMESTAMP)
 
     return pa.Table.from_pydict(
         {
-            "event_id": [f"{v.stock_code}-{v.trigger_ts}" for v in events],
+            "event_id": [event_id(v.stock_code, v.trigger_ts) for v in events],
             "stock_code": [v.stock_code for v in events],
             "trigger_ts": ts([v.trigger_ts for v in events]),
             "release_ts": ts([v.release_ts for v in events]),
@@ -115,30 +120,48 @@ class Agreement:
         return self.matched / self.logged if self.logged else float("nan")
 
 
-def agreement(events: pa.Table, vi_log: pa.Table, tolerance_s: float = 0.0) -> Agreement:
-    """Match detected events to the VI log per stock by trigger time (within ``tolerance_s``),
-    each logged VI at most once."""
+def match_log(events: pa.Table, vi_log: pa.Table, tolerance_s: float = 0.0) -> dict[str, dict]:
+    """event_id -> the logged VI it matches: same stock, nearest trigger time within
+    ``tolerance_s``, each logged VI matched at most once."""
     logged: dict[str, list[dict]] = {}
     for r in vi_log.to_pylist():
         logged.setdefault(r["stock_code"], []).append(r)
     used: set[tuple[str, int]] = set()
-    matched = same_type = same_price = priced = 0
     tol = dt.timedelta(seconds=tolerance_s)
+    matches: dict[str, dict] = {}
     for e in events.to_pylist():
         best = None
         for j, r in enumerate(logged.get(e["stock_code"], [])):
             gap = abs(r["trigger_ts"] - e["trigger_ts"])
             if (e["stock_code"], j) not in used and gap <= tol and (best is None or gap < best[0]):
                 best = (gap, j, r)
-        if best is None:
+        if best is not None:
+            used.add((e["stock_code"], best[1]))
+            matches[e["event_id"]] = best[2]
+    return matches
+
+
+def agreement(events: pa.Table, vi_log: pa.Table, tolerance_s: float = 0.0) -> Agreement:
+    """How the detected events agree with the VI log (:func:`match_log`)."""
+    matches = match_log(events, vi_log, tolerance_s)
+    same_type = same_price = priced = 0
+    for e in events.to_pylist():
+        logged = matches.get(e["event_id"])
+        if logged is None:
             continue
-        used.add((e["stock_code"], best[1]))
-        matched += 1
-        same_type += best[2]["vi_type"] == e["vi_type"]
-        if best[2]["auction_price"] is not None:
+        same_type += logged["vi_type"] == e["vi_type"]
+        if logged["auction_price"] is not None:
             priced += 1
-            same_price += best[2]["auction_price"] == e["auction_price"]
-    return Agreement(events.num_rows, vi_log.num_rows, matched, same_type, same_price, priced)
+            same_price += logged["auction_price"] == e["auction_price"]
+    return Agreement(events.num_rows, vi_log.num_rows, len(matches), same_type, same_price, priced)
+
+
+def log_tolerance_s(root: Path, use_flags: bool = True) -> float:
+    """How far a detected trigger may sit from the logged one: flags time a VI exactly, to the
+    source's resolution (KIS stamps whole seconds and its VI status push carries no time at all,
+    so its receive second stands in); the rules alone place it within the auction's first half minute."""
+    whole_seconds = _summary(root).get("format") == "kis-log"
+    return (1.0 if whole_seconds else 0.0) if use_flags else 30.0
 
 
 def write_events(root: Path, out_dir: Path, use_flags: bool = True) -> tuple[pa.Table, Agreement | None]:
@@ -148,12 +171,7 @@ def write_events(root: Path, out_dir: Path, use_flags: bool = True) -> tuple[pa.
     log_path = root / "vi_log.parquet"
     if not log_path.exists():
         return table, None
-    # flags time a VI exactly, to the source's resolution: KIS stamps whole seconds and its VI
-    # status push carries no time at all (its receive second stands in); the rules alone place
-    # the trigger within the auction's first half minute
-    whole_seconds = _summary(root).get("format") == "kis-log"
-    tolerance = (1.0 if whole_seconds else 0.0) if use_flags else 30.0
-    return table, agreement(table, pq.read_table(log_path), tolerance)
+    return table, agreement(table, pq.read_table(log_path), log_tolerance_s(root, use_flags))
 
 
 def _summary(root: Path) -> dict:

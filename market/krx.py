@@ -250,6 +250,12 @@ def is_trading_day(day: dt.date) -> bool:
     return bool(trading_calendar().is_session(day.isoformat()))
 
 
+def previous_trading_day(day: dt.date) -> dt.date:
+    """The last XKRX session before ``day``."""
+    previous = (day - dt.timedelta(days=1)).isoformat()
+    return trading_calendar().date_to_session(previous, direction="previous").date()
+
+
 def next_trading_days(start: dt.date, count: int) -> list[dt.date]:
     """``count`` sessions from ``start`` on (``start`` included when it is a session)."""
     cal = trading_calendar()
@@ -342,6 +348,7 @@ def session_labels_by_day(ts_us: np.ndarray) -> np.ndarray:
     return labels
 
 
+@lru_cache(maxsize=4096)
 def session_schedule(day: dt.date) -> SessionSchedule:
     """The regular-day schedule; the first trading day of a year opens at 10:00 (its opening call
     runs from 08:30 to 10:00)."""

@@ -50,7 +50,8 @@ def _imbalance(levels: int) -> str:
     return f"(({bid}) - ({ask})) / nullif(({bid}) + ({ask}), 0)"
 
 
-def panel_sql(ticks_glob: str, before_s: int, after_s: int) -> str:
+def panel_sql(ticks: str, before_s: int, after_s: int) -> str:
+    """``ticks``: a FROM expression over tick rows with a ``file_row_number`` column (their order)."""
     state = ",\n        ".join(_last_state(c) for c in _STATE_COLUMNS)
     carried = ",\n        ".join(f"last_value(a.{c} IGNORE NULLS) OVER w AS {c}" for c in _STATE_COLUMNS)
     return f"""
@@ -66,7 +67,7 @@ def panel_sql(ticks_glob: str, before_s: int, after_s: int) -> str:
     ),
     t AS (
         SELECT ev.event_id, date_trunc('second', k.timestamp) AS second, k.*
-        FROM read_parquet('{ticks_glob}', file_row_number = true, union_by_name = true) k
+        FROM {ticks} k
         JOIN ev ON k.stock_code = ev.stock_code
          AND k.timestamp >= date_trunc('second', ev.trigger_ts) - INTERVAL {before_s} SECOND
          AND k.timestamp < date_trunc('second', ev.release_ts) + INTERVAL {after_s + 1} SECOND
@@ -135,21 +136,44 @@ def panel_sql(ticks_glob: str, before_s: int, after_s: int) -> str:
     """
 
 
-def build_panels(
-    ticks_root: Path, events: pa.Table, before_s: int = 30, after_s: int = 30, threads: int | None = None
-) -> pa.Table:
-    """The 1-second panels of ``events`` (the events.parquet schema) over ``ticks_root/ticks``."""
+def ticks_glob(root: Path) -> str:
+    """The tick files of a dataset root, for DuckDB's read_parquet."""
+    return str(Path(root) / "ticks" / "*" / "*.parquet")
+
+
+def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection on Seoul time (date_trunc and CAST AS DATE are KRX days and seconds)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Seoul'")
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def _panels(con: duckdb.DuckDBPyConnection, ticks: str, events: pa.Table, before_s: int, after_s: int):
     con.register("events", events)
-    glob = str(Path(ticks_root) / "ticks" / "*" / "*.parquet")
-    panels = con.sql(panel_sql(glob, before_s, after_s)).to_arrow_table()
+    panels = con.sql(panel_sql(ticks, before_s, after_s)).to_arrow_table()
     if panels.column_names != PANEL_COLUMNS:
         raise AssertionError(f"panel columns drifted from PANEL_COLUMNS: {panels.column_names}")
     return panels
+
+
+def build_panels(
+    ticks_root: Path, events: pa.Table, before_s: int = 30, after_s: int = 30, threads: int | None = None
+) -> pa.Table:
+    """The 1-second panels of ``events`` (the events.parquet schema) over ``ticks_root/ticks``."""
+    source = f"read_parquet('{ticks_glob(ticks_root)}', file_row_number = true, union_by_name = true)"
+    return _panels(connect(threads), source, events, before_s, after_s)
+
+
+def panels_from_ticks(ticks: pa.Table, events: pa.Table, before_s: int = 30, after_s: int = 30) -> pa.Table:
+    """The same panels over tick rows held in memory (the live path's buffer), in arrival order."""
+    con = connect(threads=1)
+    con.register(
+        "buffer", ticks.append_column("file_row_number", pa.array(range(ticks.num_rows), pa.int64()))
+    )
+    return _panels(con, "buffer", events, before_s, after_s)
 
 
 def write_panels(ticks_root: Path, events_dir: Path, before_s: int = 30, after_s: int = 30) -> pa.Table:

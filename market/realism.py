@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from market import krx
+from market.panels import connect, ticks_glob
 from market.tick_checks import on_tick_grid, within_daily_limits
 
 RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
@@ -56,10 +57,6 @@ class RealismResult:
     @property
     def invariants_ok(self) -> bool:
         return all(f.ok for f in self.facts if f.invariant)
-
-
-def _ticks_glob(root: Path) -> str:
-    return str(root / "ticks" / "*" / "*.parquet")
 
 
 def one_minute_returns(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -155,10 +152,9 @@ def post_release_returns(con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame) -
 
 def measure(root: Path) -> RealismResult:
     root = Path(root)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'Asia/Seoul'")
+    con = connect()
     con.execute(
-        f"CREATE VIEW ticks AS SELECT * FROM read_parquet('{_ticks_glob(root)}', hive_partitioning=false)"
+        f"CREATE VIEW ticks AS SELECT * FROM read_parquet('{ticks_glob(root)}', hive_partitioning=false)"
     )
     instruments = pq.read_table(root / "instruments.parquet").to_pandas()
     con.register("instruments", instruments)

@@ -205,3 +205,11 @@ for _name, _rule, _cols, _doc in [
     ),
 ]:
     PANEL_EXPECTATIONS[_name] = (_make(_name, _rule, _doc), _cols)
+
+
+def values_finite(df: pd.DataFrame) -> pd.Series:
+    """No infinity in any of the columns (a missing value is not infinite)."""
+    return pd.Series(~np.isinf(df.to_numpy(dtype=np.float64)).any(axis=1), index=df.index)
+
+
+ExpectValuesFinite = _make("values_finite", values_finite, "No value in these columns is +/- infinity.")

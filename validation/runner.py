@@ -35,7 +35,7 @@ from market.schema import (
     SchemaMismatch,
     check_table,
 )
-from validation.expectations import PANEL_EXPECTATIONS, ROW_EXPECTATIONS
+from validation.expectations import PANEL_EXPECTATIONS, ROW_EXPECTATIONS, ExpectValuesFinite
 
 DATA_SOURCE, TICKS, VI_LOG, EVENTS, WINDOWS = "vicap_pandas", "ticks", "vi_log", "events", "windows"
 COMPLETE = {"result_format": "COMPLETE", "exclude_unexpected_values": True}
@@ -134,10 +134,39 @@ def windows_suite() -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name=WINDOWS, expectations=exps)
 
 
-class Validator:
-    """A file data context under ``project_root`` with the vicap suites and checkpoints."""
+@dataclass(frozen=True)
+class ColumnCheck:
+    """What a numeric column of a derived table must satisfy."""
 
-    def __init__(self, project_root: Path) -> None:
+    name: str
+    nullable: bool = False
+    lo: float | None = None
+    hi: float | None = None
+
+
+def table_suite(name: str, keys: list[str], checks: list[ColumnCheck]) -> gx.ExpectationSuite:
+    """A suite for a derived numeric table (features): unique keys, nulls only where allowed,
+    values within their ranges, and no infinity anywhere."""
+    exps: list = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=keys) if len(keys) > 1
+        else gxe.ExpectColumnValuesToBeUnique(column=keys[0]),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in keys),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=c.name) for c in checks if not c.nullable),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(column=c.name, min_value=c.lo, max_value=c.hi)
+            for c in checks
+            if c.lo is not None or c.hi is not None
+        ),
+        ExpectValuesFinite(column_list=[c.name for c in checks]),
+    ]  # fmt: skip
+    return gx.ExpectationSuite(name=name, expectations=exps)
+
+
+class Validator:
+    """A file data context under ``project_root`` with the vicap suites and checkpoints
+    (and any ``extra`` suites a later stage brings, by name)."""
+
+    def __init__(self, project_root: Path, extra: dict[str, gx.ExpectationSuite] | None = None) -> None:
         self.context = gx.get_context(mode="file", project_root_dir=str(project_root))
         ctx = self.context
         if ctx.variables.progress_bars is None or ctx.variables.progress_bars.get("globally"):
@@ -153,6 +182,7 @@ class Validator:
             (VI_LOG, vi_log_suite()),
             (EVENTS, events_suite()),
             (WINDOWS, windows_suite()),
+            *(extra or {}).items(),
         )
         for name, suite in suites:
             try:
@@ -308,15 +338,25 @@ def validate_dataset(
     return report
 
 
-def validate_events(events_dir: Path, reports_dir: Path) -> list[str]:
-    """Run the events and windows suites over ``events_dir``; returns the failed expectations
-    (events and panels are derived data: a failure is a bug to fix, not a row to set aside)."""
-    validator = Validator(reports_dir)
+def validate_tables(
+    tables: dict[str, pd.DataFrame], suites: dict[str, gx.ExpectationSuite], reports_dir: Path
+) -> tuple[list[str], Path]:
+    """Run each named suite over its table (derived data: a failure is a bug, not rows to set
+    aside); returns the failures and the Data Docs index."""
+    validator = Validator(reports_dir, extra=suites)
     failed: list[str] = []
-    for name, file in ((EVENTS, "events.parquet"), (WINDOWS, "windows.parquet")):
-        reasons, critical = validator.run(name, pq.read_table(events_dir / file).to_pandas())
-        failed += [f"{file}: {c}" for c in critical]
+    for name, df in tables.items():
+        reasons, critical = validator.run(name, df)
+        failed += [f"{name}: {c}" for c in critical]
         counts = Counter(r for rs in reasons.values() for r in rs)
-        failed += [f"{file}: {reason} fails on {n} rows" for reason, n in counts.items()]
-    validator.build_docs()
-    return failed
+        failed += [f"{name}: {reason} fails on {n} rows" for reason, n in counts.items()]
+    return failed, validator.build_docs()
+
+
+def validate_events(events_dir: Path, reports_dir: Path) -> list[str]:
+    """Run the events and windows suites over ``events_dir``; returns the failed expectations."""
+    tables = {
+        EVENTS: pq.read_table(events_dir / "events.parquet").to_pandas(),
+        WINDOWS: pq.read_table(events_dir / "windows.parquet").to_pandas(),
+    }
+    return validate_tables(tables, {}, reports_dir)[0]

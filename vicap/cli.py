@@ -137,6 +137,78 @@ def _parse_date(text: str):
         raise typer.BadParameter(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
+features_app = typer.Typer(
+    no_args_is_help=True,
+    help="Features and labels in the Feast store (DuckDB offline, SQLite or Redis online).",
+)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("build")
+def features_build(
+    dataset: Path = typer.Option(Path("data/raw"), help="tick dataset root (ticks/, instruments.parquet)"),
+    events: Path = typer.Option(
+        Path("data/events/events.parquet"), help="events.parquet from `vicap events`"
+    ),
+) -> None:
+    """Compute every decision's features and labels; write data/features/ and data/labels/; run
+    the feature suites (Great Expectations). Exits 1 when a suite fails."""
+    from vicap.features_cmd import run_build
+
+    raise typer.Exit(run_build(dataset, events))
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register entities, sources, views and services (what `feast apply` does in feature_repo/)."""
+    from vicap.features_cmd import run_apply
+
+    raise typer.Exit(run_apply())
+
+
+@features_app.command("materialize")
+def features_materialize(
+    start: str = typer.Argument(..., help="first event time to load (ISO 8601; a date is midnight KST)"),
+    end: str = typer.Argument(..., help="last event time to load (ISO 8601)"),
+) -> None:
+    """Load the offline rows stamped in [START, END] into the online store (VICAP_ONLINE_STORE)."""
+    from vicap.features_cmd import run_materialize
+
+    raise typer.Exit(run_materialize(_parse_time(start), _parse_time(end)))
+
+
+@features_app.command("online")
+def features_online(
+    event_id: str = typer.Argument(..., help="the VI's event_id (<stock_code>-<trigger µs>)"),
+    offset: int = typer.Option(0, min=0, max=9, help="decision seconds after the release"),
+) -> None:
+    """Print one decision's features from the online store (feature service vi_rebound_v1).
+    Exits 1 when the store holds nothing for it."""
+    from vicap.features_cmd import run_online
+
+    raise typer.Exit(0 if run_online(event_id, offset) is not None else 1)
+
+
+@features_app.command("list")
+def features_list() -> None:
+    """The feature list as Markdown (feature_repo/FEATURES.md): name, meaning, nulls, range."""
+    from vicap.features_cmd import feature_list_markdown
+
+    typer.echo(feature_list_markdown(), nl=False)
+
+
+def _parse_time(text: str):
+    import datetime as dt
+
+    from market.krx import SEOUL
+
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 date or time") from None
+    return value if value.tzinfo else value.replace(tzinfo=SEOUL)
+
+
 @app.command()
 def rules() -> None:
     """Print and self-check the KRX rules (ticks, limits, VI bands, taxes, calendar)."""

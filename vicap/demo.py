@@ -196,6 +196,10 @@ def run_demo(seed: int = 7) -> int:
     from vicap.events_cmd import run_events
 
     events_ok = run_events(raw, settings.paths.events.parent) == 0
+    console.rule("[bold]vicap demo[/]: features and labels in the Feast store")
+    from vicap.features_cmd import run_demo_features
+
+    features_ok = run_demo_features(raw, settings) == 0
     console.rule("[bold]vicap demo[/]: the busiest stock-day as a KIS real-time recording, ingested again")
     kis_ok = run_kis_round_trip(raw, settings.paths.root / "demo" / "kis") == 0
     console.rule("[bold]vicap demo[/]: KRX rules")
@@ -213,7 +217,10 @@ def run_demo(seed: int = 7) -> int:
     pq.write_table(ticks, out / "ticks.parquet")
     pq.write_table(vi_log, out / "vi_log.parquet")
     console.print(f"wrote {ticks.num_rows:,} tick rows and {vi_log.num_rows} VI records under {out}")
-    if not (rules_ok and market_ok and valid_ok and events_ok and kis_ok) or vi_log.num_rows == 0:
+    if (
+        not (rules_ok and market_ok and valid_ok and events_ok and features_ok and kis_ok)
+        or vi_log.num_rows == 0
+    ):
         console.print("[red]demo failed: a rule check or market invariant is broken, or no VI happened[/]")
         return 1
     console.print(f"realism report: {settings.paths.reports / 'market' / 'index.html'}")

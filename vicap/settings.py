@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="data root (VICAP_DATA_DIR)")
-    online_store: str = Field("sqlite", description="'sqlite' (embedded) or redis://host:port")
+    online_store: str = Field(
+        "sqlite",
+        pattern=r"^(sqlite|redis://[^/:]+(:\d+)?(/\d+)?)$",
+        description="'sqlite' (embedded) or redis://host:port[/db]",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the production online store")
     require_redis: bool = Field(False, description="CI: a Redis test must run, not skip")
     bind_host: str = Field("127.0.0.1", description="servers bind here unless told otherwise")

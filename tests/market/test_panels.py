@@ -91,5 +91,5 @@ def test_events_and_panels_pass_their_suites_and_a_broken_panel_fails(events, pa
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "windows.parquet")
     pq.write_table(pa.concat_tables([events, events.slice(0, 1)]), tmp_path / "events.parquet")
     failed = validate_events(tmp_path, tmp_path / "reports")
-    assert "events.parquet: expect_column_values_to_be_unique(event_id) fails on 2 rows" in failed
-    assert "windows.parquet: expect_krx_panel_bar_consistent fails on 3 rows" in failed
+    assert "events: expect_column_values_to_be_unique(event_id) fails on 2 rows" in failed
+    assert "windows: expect_krx_panel_bar_consistent fails on 3 rows" in failed

@@ -44,6 +44,12 @@ def test_bad_values_are_rejected(monkeypatch):
     monkeypatch.setenv("VICAP_BROKERAGE_RATE", "-1")
     with pytest.raises(ValidationError, match="brokerage_rate"):
         Settings()
+    monkeypatch.delenv("VICAP_BROKERAGE_RATE")
+    monkeypatch.setenv("VICAP_ONLINE_STORE", "postgres://db:5432")
+    with pytest.raises(ValidationError, match="online_store"):
+        Settings()
+    monkeypatch.setenv("VICAP_ONLINE_STORE", "redis://10.0.0.5:6380/2")
+    assert Settings().online_store == "redis://10.0.0.5:6380/2"
 
 
 def test_secrets_never_print(monkeypatch):

@@ -1,0 +1,128 @@
+"""Stock context as of the previous close: one row per stock and session, stamped at the close
+of the session before it, computed only from sessions before it (so a decision during the day
+can never see that day's own close).
+
+Daily bars come from the ticks (DuckDB); VIs from the events table. A row is also written for the
+session after the data's last day, so that a live day starts with its context already in the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from feature_repo.features import feature_specs
+from market import krx
+from market.panels import connect, ticks_glob
+
+CONTEXT_DAYS = 20
+VI_HISTORY_DAYS = 60
+
+STOCK_CONTEXT = feature_specs(
+    "stock_context",
+    [
+        ("ctx_volatility_20d", "std of daily log returns (close over 기준가), 20 sessions", True, 0.0),
+        ("ctx_avg_value_20d_log", "log1p mean daily KRW traded, 20 sessions", True, 0.0),
+        ("ctx_avg_volume_20d_log", "log1p mean daily shares traded, 20 sessions", True, 0.0),
+        ("ctx_vis_60d", "VIs in the last 60 sessions", False, 0.0),
+        ("ctx_vis_5d", "VIs in the last 5 sessions", False, 0.0),
+        ("ctx_history_days", "sessions of history behind the row (of 60)", False, 0.0, 60.0),
+        ("ctx_prev_close_log", "log of the previous close (기준가 without history)", False, 0.0),
+        ("ctx_prev_return", "previous session's close over its 기준가, minus 1", True, -0.35, 0.35),
+        ("ctx_prev_range", "previous session's (high - low) / close", True, 0.0, 1.0),
+        ("ctx_tick_size", "tick size at the previous close, KRW (호가단위 band)", False, 1.0),
+        ("ctx_tick_bp", "tick size over the previous close, basis points", False, 0.0, 1000.0),
+        ("ctx_kosdaq", "listed on KOSDAQ", False, 0.0, 1.0),
+        ("ctx_kospi200", "a KOSPI200 constituent", False, 0.0, 1.0),
+    ],
+)
+
+DAILY_BARS_SQL = """
+SELECT stock_code, CAST(timestamp AS DATE) AS day,
+       arg_max(price, timestamp) AS close, max(price) AS high, min(price) AS low,
+       sum(volume) AS volume, sum(CAST(price AS DOUBLE) * volume) AS value
+FROM read_parquet('{glob}', union_by_name = true)
+WHERE event_type = 'trade'
+GROUP BY ALL
+"""
+
+
+def daily_bars(ticks_root: Path) -> pd.DataFrame:
+    bars = connect().sql(DAILY_BARS_SQL.format(glob=ticks_glob(ticks_root))).df()
+    return bars.assign(day=pd.to_datetime(bars["day"]).dt.date)
+
+
+def close_time(day: dt.date) -> pd.Timestamp:
+    return pd.Timestamp(krx.session_schedule(day).closing_auction_end)
+
+
+def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """One row per (stock, session) for the data's sessions and the one after; pure."""
+    days = sorted(instruments["date"].unique())
+    sessions = [*days, krx.next_trading_days(days[-1] + dt.timedelta(days=1), 1)[0]]
+    base = instruments.set_index(["stock_code", "date"])
+    bars = bars.merge(
+        instruments.rename(columns={"date": "day"})[["stock_code", "day", "base_price"]], how="left"
+    )
+    vi_days = events.assign(day=events["trigger_ts"].dt.tz_convert(krx.SEOUL).dt.date)
+    rows = []
+    for code in sorted(instruments["stock_code"].unique()):
+        stock_bars = bars[bars["stock_code"] == code].sort_values("day")
+        listed = instruments[instruments["stock_code"] == code].sort_values("date").iloc[-1]
+        stock_vis = np.sort(vi_days.loc[vi_days["stock_code"] == code, "day"].to_numpy())
+        for day in sessions:
+            before = stock_bars[stock_bars["day"] < day].tail(VI_HISTORY_DAYS)
+            recent = before.tail(CONTEXT_DAYS)
+            previous = krx.previous_trading_day(day)
+            window_60 = krx.trading_days(previous - dt.timedelta(days=120), previous)[-VI_HISTORY_DAYS:]
+            window_5 = window_60[-5:]
+            known = (code, day) in base.index
+            listing = base.loc[(code, day)] if known else listed
+            prev_close = float(recent["close"].iloc[-1]) if len(recent) else float(listing["base_price"])
+            returns = np.log(recent["close"] / recent["base_price"]).to_numpy(dtype=float)
+            tick = krx.tick_size(int(prev_close), listing["market"], day)
+            last = recent.iloc[-1] if len(recent) else None
+            rows.append(
+                {
+                    "stock_code": code,
+                    "session": day,
+                    "event_timestamp": close_time(previous),
+                    "ctx_volatility_20d": float(np.std(returns, ddof=1)) if len(returns) >= 2 else math.nan,
+                    "ctx_avg_value_20d_log": math.log1p(recent["value"].mean()) if len(recent) else math.nan,
+                    "ctx_avg_volume_20d_log": math.log1p(recent["volume"].mean())
+                    if len(recent)
+                    else math.nan,
+                    "ctx_vis_60d": float(_count_between(stock_vis, window_60)),
+                    "ctx_vis_5d": float(_count_between(stock_vis, window_5)),
+                    "ctx_history_days": float(len(before)),
+                    "ctx_prev_close_log": math.log(prev_close),
+                    "ctx_prev_return": last["close"] / last["base_price"] - 1.0
+                    if last is not None
+                    else math.nan,
+                    "ctx_prev_range": (last["high"] - last["low"]) / last["close"]
+                    if last is not None
+                    else math.nan,
+                    "ctx_tick_size": float(tick),
+                    "ctx_tick_bp": tick / prev_close * 1e4,
+                    "ctx_kosdaq": float(listing["market"] == "KOSDAQ"),
+                    "ctx_kospi200": float(bool(listing["kospi200"])),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _count_between(sorted_days: np.ndarray, window: list[dt.date]) -> int:
+    if not window:
+        return 0
+    lo = np.searchsorted(sorted_days, window[0], side="left")
+    hi = np.searchsorted(sorted_days, window[-1], side="right")
+    return int(hi - lo)
+
+
+def context_table(ticks_root: Path, instruments: pa.Table, events: pa.Table) -> pd.DataFrame:
+    return context_rows(daily_bars(ticks_root), instruments.to_pandas(), events.to_pandas())

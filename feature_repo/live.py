@@ -1,0 +1,133 @@
+"""The live feature path: tick rows in, as the feed delivers them; feature rows out at each decision.
+
+It runs the batch path's own pieces: the streaming VI detector (``market.vi_detector``), the
+1-second panel (``market.panels``, the same SQL over the buffered rows) and the feature functions
+(``feature_repo.features``). A decision ``k`` of a VI is taken as soon as the stock's first row at
+or after its decision time arrives (or :meth:`LiveFeaturePath.flush` says the clock passed it), and
+before that row is buffered: nothing stamped after the decision time can reach it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feature_repo.build import FeatureRows, events_as_dicts, seoul_day
+from feature_repo.features import (
+    MAX_DECISION_OFFSET,
+    PANEL_BEFORE_S,
+    US,
+    EventInfo,
+    VIHistory,
+    decision_row,
+    decision_time_us,
+    event_row,
+    panel_arrays,
+    sequence_row,
+)
+from market import krx
+from market.events import event_id, events_table
+from market.panels import panels_from_ticks
+from market.schema import TICK_SCHEMA
+from market.vi_detector import MarketEvent, StockDay, VIDetector, VIEvent
+
+# rows older than this are dropped: the longest VI auction is 2.5 min, the look-back 2 min
+BUFFER_S = PANEL_BEFORE_S + 300 + MAX_DECISION_OFFSET + 1
+CHUNK_ROWS = 20_000  # rows turned into a columnar chunk at once
+
+
+@dataclass
+class _Pending:
+    vi: VIEvent
+    next_offset: int = 0
+    info: EventInfo | None = None
+    event: dict[str, float] = field(default_factory=dict)
+
+
+class LiveFeaturePath:
+    def __init__(self, stock_days: dict[tuple[str, dt.date], StockDay]) -> None:
+        self.stock_days = stock_days
+        self.detector = VIDetector(stock_days)
+        self.history = VIHistory()
+        self._rows: dict[str, list[dict]] = defaultdict(list)  # not yet in a chunk
+        self._chunks: dict[str, list[pa.Table]] = defaultdict(list)
+        self._pending: dict[str, list[_Pending]] = defaultdict(list)
+        self.decisions = 0
+
+    def on_vi_notice(self, stock_code: str, trigger_ts_us: int) -> None:
+        """A VI elsewhere in the market (the exchange's VI-status notice, KIS FHPST01390000)."""
+        self.history.add(stock_code, seoul_day(trigger_ts_us), trigger_ts_us)
+
+    def on_tick(self, row: dict) -> list[FeatureRows]:
+        """One tick row (the tick schema's fields) of a watched stock, in arrival order."""
+        code = row["stock_code"]
+        ts = krx.epoch_us(row["timestamp"])
+        out = self._decide(code, ts)
+        self._rows[code].append(row)
+        if len(self._rows[code]) >= CHUNK_ROWS:
+            self._consolidate(code, ts)
+        if row["event_type"] != "book":  # the detector reads no book rows
+            ev = MarketEvent(
+                ts, code, row["event_type"], row["price"], row["volume"], row["side"],
+                row["vi_status"], row["vi_type"],
+            )  # fmt: skip
+            for vi in self.detector.on_event(ev):
+                self.history.add(code, seoul_day(vi.trigger_ts), vi.trigger_ts, vi.release_ts)
+                if vi.released:
+                    self._pending[code].append(_Pending(vi))
+        return out
+
+    def flush(self, now_us: int) -> list[FeatureRows]:
+        """Decisions whose time has passed by the clock, for stocks whose feed went quiet."""
+        return [r for code in list(self._pending) for r in self._decide(code, now_us)]
+
+    def _decide(self, code: str, now_us: int) -> list[FeatureRows]:
+        due = [
+            p
+            for p in self._pending.get(code, ())
+            if decision_time_us(p.vi.release_ts, p.next_offset) <= now_us
+        ]
+        out = []
+        for p in due:
+            panel = self._panel(code, p.vi)
+            decisions, sequences = {}, {}
+            while (
+                p.next_offset <= MAX_DECISION_OFFSET
+                and decision_time_us(p.vi.release_ts, p.next_offset) <= now_us
+            ):
+                k = p.next_offset
+                if p.info is None:
+                    vi_row = events_as_dicts(events_table([p.vi]))[0]
+                    p.info = self.history.info(vi_row, self.stock_days[(code, seoul_day(p.vi.trigger_ts))])
+                    p.event = event_row(panel, p.info)
+                decisions[k] = decision_row(panel, p.info, k)
+                sequences[k] = sequence_row(panel, p.info, k)
+                p.next_offset += 1
+            self.decisions += len(decisions)
+            out.append(FeatureRows(p.info, p.event, decisions, sequences))
+        self._pending[code] = [p for p in self._pending[code] if p.next_offset <= MAX_DECISION_OFFSET]
+        return out
+
+    def _panel(self, code: str, vi: VIEvent) -> dict:
+        ticks = self._consolidate(code, None)
+        panels = panels_from_ticks(ticks, events_table([vi]), PANEL_BEFORE_S, MAX_DECISION_OFFSET)
+        return panel_arrays(panels)[event_id(code, vi.trigger_ts)]
+
+    def _consolidate(self, code: str, now_us: int | None) -> pa.Table:
+        """The stock's buffered rows as one table; with ``now_us``, without the rows no pending or
+        future decision can read."""
+        chunks = self._chunks[code]
+        if self._rows[code]:
+            chunks.append(pa.Table.from_pylist(self._rows[code], schema=TICK_SCHEMA))
+            self._rows[code] = []
+        ticks = pa.concat_tables(chunks) if chunks else TICK_SCHEMA.empty_table()
+        if now_us is not None and not self._pending[code]:
+            ticks = ticks.filter(
+                pc.greater_equal(ticks["timestamp"].cast(pa.int64()), now_us - BUFFER_S * US)
+            )
+        self._chunks[code] = [ticks]
+        return ticks
