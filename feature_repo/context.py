@@ -70,6 +70,12 @@ def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataF
         instruments.rename(columns={"date": "day"})[["stock_code", "day", "base_price"]], how="left"
     )
     vi_days = events.assign(day=events["trigger_ts"].dt.tz_convert(krx.SEOUL).dt.date)
+    previous = {day: krx.previous_trading_day(day) for day in sessions}
+    # the 60 sessions up to each session's previous one: the same for every stock
+    window_60 = {
+        day: krx.trading_days(prev - dt.timedelta(days=120), prev)[-VI_HISTORY_DAYS:]
+        for day, prev in previous.items()
+    }
     rows = []
     for code in sorted(instruments["stock_code"].unique()):
         stock_bars = bars[bars["stock_code"] == code].sort_values("day")
@@ -78,9 +84,6 @@ def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataF
         for day in sessions:
             before = stock_bars[stock_bars["day"] < day].tail(VI_HISTORY_DAYS)
             recent = before.tail(CONTEXT_DAYS)
-            previous = krx.previous_trading_day(day)
-            window_60 = krx.trading_days(previous - dt.timedelta(days=120), previous)[-VI_HISTORY_DAYS:]
-            window_5 = window_60[-5:]
             known = (code, day) in base.index
             listing = base.loc[(code, day)] if known else listed
             prev_close = float(recent["close"].iloc[-1]) if len(recent) else float(listing["base_price"])
@@ -91,14 +94,14 @@ def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataF
                 {
                     "stock_code": code,
                     "session": day,
-                    "event_timestamp": close_time(previous),
+                    "event_timestamp": close_time(previous[day]),
                     "ctx_volatility_20d": float(np.std(returns, ddof=1)) if len(returns) >= 2 else math.nan,
                     "ctx_avg_value_20d_log": math.log1p(recent["value"].mean()) if len(recent) else math.nan,
                     "ctx_avg_volume_20d_log": math.log1p(recent["volume"].mean())
                     if len(recent)
                     else math.nan,
-                    "ctx_vis_60d": float(_count_between(stock_vis, window_60)),
-                    "ctx_vis_5d": float(_count_between(stock_vis, window_5)),
+                    "ctx_vis_60d": float(_count_between(stock_vis, window_60[day])),
+                    "ctx_vis_5d": float(_count_between(stock_vis, window_60[day][-5:])),
                     "ctx_history_days": float(len(before)),
                     "ctx_prev_close_log": math.log(prev_close),
                     "ctx_prev_return": last["close"] / last["base_price"] - 1.0

@@ -38,12 +38,16 @@ def online_store_config(
     return RedisOnlineStoreConfig(connection_string=connection)
 
 
+def registry_path(feast_dir: Path) -> Path:
+    return feast_dir / "registry.db"
+
+
 def open_store(feast_dir: Path, online_store: str = "sqlite", project: str = PROJECT) -> FeatureStore:
     feast_dir.mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
         project=project,
         provider="local",
-        registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=60),
+        registry=RegistryConfig(path=str(registry_path(feast_dir)), cache_ttl_seconds=60),
         offline_store=DuckDBOfflineStoreConfig(),
         online_store=online_store_config(online_store, feast_dir),
         entity_key_serialization_version=3,
@@ -105,7 +109,7 @@ class DecisionReader:
         self.views = [(views[p.name], [f.name for f in p.features]) for p in projections]
         self.redis = None
         if isinstance(store.config.online_store, RedisOnlineStoreConfig):
-            self.redis = _redis_client(store.config.online_store.connection_string)
+            self.redis = self.online._get_client(store.config.online_store)  # Feast's own connection
             self.fields = [[_mmh3(f"{view.name}:{n}") for n in names] for view, names in self.views]
 
     def read(self, event_id: str, offset_s: int, stock_code: str) -> dict[str, object]:
@@ -138,15 +142,6 @@ class DecisionReader:
                 (n, _python(ValueProto.FromString(r)) if r else None) for n, r in zip(names, raw, strict=True)
             )
         return out
-
-
-def _redis_client(connection_string: str):
-    import redis
-
-    host_port, *options = connection_string.split(",")
-    host, _, port = host_port.partition(":")
-    db = next((int(o.split("=", 1)[1]) for o in options if o.startswith("db=")), 0)
-    return redis.Redis(host=host, port=int(port or 6379), db=db)
 
 
 def _python(value: ValueProto | None) -> object:

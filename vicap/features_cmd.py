@@ -68,15 +68,24 @@ def _tables_ready(settings: Settings) -> bool:
     return not missing
 
 
+def _registry_ready(settings: Settings) -> bool:
+    from feature_repo.store import registry_path
+
+    if not registry_path(settings.paths.feast).exists():
+        console.print(f"[red]{settings.paths.feast}: no Feast registry (run `vicap features apply` first)[/]")
+        return False
+    return True
+
+
 def run_apply(settings: Settings | None = None) -> int:
-    from feature_repo.store import apply
+    from feature_repo.store import apply, registry_path
 
     settings = settings or get_settings()
     if not _tables_ready(settings):
         return 2
     store = _store(settings)
     names = apply(store, settings.paths.features)
-    console.print(f"registered {len(names)} Feast objects in {settings.paths.feast / 'registry.db'}")
+    console.print(f"registered {len(names)} Feast objects in {registry_path(settings.paths.feast)}")
     t = Table(title=f"feature views (online store: {settings.online_store})")
     for col in ("view", "entities", "features", "ttl"):
         t.add_column(col)
@@ -92,8 +101,7 @@ def run_materialize(start: dt.datetime, end: dt.datetime, settings: Settings | N
     settings = settings or get_settings()
     if not _tables_ready(settings):
         return 2
-    if not (settings.paths.feast / "registry.db").exists():
-        console.print(f"[red]{settings.paths.feast}: no Feast registry (run `vicap features apply` first)[/]")
+    if not _registry_ready(settings):
         return 2
     if end <= start:
         console.print(f"[red]materialize: END {end} is not after START {start}[/]")
@@ -115,8 +123,7 @@ def run_online(
     from feature_repo.store import decision_entity
 
     settings = settings or get_settings()
-    if not (settings.paths.feast / "registry.db").exists():
-        console.print(f"[red]{settings.paths.feast}: no Feast registry (run `vicap features apply` first)[/]")
+    if not _registry_ready(settings):
         return None
     store = _store(settings)
     service = store.get_feature_service(SERVICE)
