@@ -34,6 +34,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) ../shared/tools/check_layers.py
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -22,9 +22,9 @@ from feature_repo import features as F
 from feature_repo import store as S
 from feature_repo.build import build, iter_event_infos
 from feature_repo.definitions import SERVICE
-from market.events import load_stock_days, write_events
-from market.panels import panels_from_ticks
-from market.synthetic import generate
+from market.events.panels import panels_from_ticks
+from market.events.table import load_stock_days, write_events
+from market.synthetic.generator import generate
 from vicap.settings import DataPaths, get_settings
 
 BROKERAGE = 0.00015

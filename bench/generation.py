@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from bench.common import publish
-from market.synthetic import generate
+from market.synthetic.generator import generate
 
 SEED_SCALE_VIS = 10_000
 WINDOW_S = 30  # event panels run from 30 s before the trigger to 30 s after the release

@@ -10,10 +10,10 @@ import numpy as np
 
 from bench.common import publish
 from bench.reference_book import ReferenceBook
-from market import engine_kernels as k
 from market import krx
-from market.exchange import Exchange, ExchangeConfig, Instrument, to_us
-from market.random_flow import random_order_stream
+from market.exchange import kernels as k
+from market.exchange.engine import Exchange, ExchangeConfig, Instrument
+from market.exchange.random_flow import random_order_stream
 
 DAY = dt.date(2024, 3, 5)
 STOCK = Instrument("005930", "삼성전자", "KOSPI", kospi200=True)
@@ -26,8 +26,8 @@ def _exchange(config: ExchangeConfig, capacity: int) -> Exchange:
 
 def _stream(n: int, seed: int):
     ex = _exchange(ExchangeConfig(), 16)
-    start = to_us(dt.datetime(2024, 3, 5, 9, 0, 1, tzinfo=krx.SEOUL))
-    end = to_us(dt.datetime(2024, 3, 5, 15, 19, tzinfo=krx.SEOUL))
+    start = krx.epoch_us(dt.datetime(2024, 3, 5, 9, 0, 1, tzinfo=krx.SEOUL))
+    end = krx.epoch_us(dt.datetime(2024, 3, 5, 15, 19, tzinfo=krx.SEOUL))
     return random_order_stream(
         np.random.default_rng(seed), ex.grid, n, start, end, mid_index=int(np.searchsorted(ex.grid, BASE))
     )

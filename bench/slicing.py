@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.common import publish
-from market.events import detect, events_table
-from market.panels import build_panels
-from market.synthetic import generate
+from market.events.panels import build_panels
+from market.events.table import detect, events_table
+from market.synthetic.generator import generate
 
 BOOK = [f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("price", "volume") for i in range(1, 11)]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bench.common import publish
-from market.kis_export import export_recording
-from market.kis_ingest import ingest_kis
-from market.synthetic import generate
+from market.kis.export import export_recording
+from market.kis.ingest import ingest_kis
+from market.synthetic.generator import generate
 from validation.runner import TICKS, Validator, _base_prices, as_batch
 
 

@@ -12,7 +12,6 @@ Timestamps are microseconds (Feast over DuckDB fails on nanoseconds).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,11 @@ import pyarrow.parquet as pq
 from rich.progress import Progress
 
 from feature_repo import context, features, labels
-from feature_repo.features import DECISION_OFFSETS, US, EventInfo, VIHistory
+from feature_repo.features import DECISION_OFFSETS, EventInfo, VIHistory
 from market import krx
-from market.events import load_stock_days, log_tolerance_s, match_log
-from market.panels import build_panels
-from market.schema import TIMESTAMP
+from market.events.panels import build_panels
+from market.events.table import load_stock_days, log_tolerance_s, match_log
+from market.krx.schema import TIMESTAMP
 
 EVENT_TABLE, DECISION_TABLE, SEQUENCE_TABLE, CONTEXT_TABLE = (
     "vi_event_features",
@@ -113,7 +112,7 @@ def iter_event_infos(events: pa.Table, stock_days: dict) -> Iterator[tuple[dict,
     """Every event with what it may know of the VIs before it."""
     history = VIHistory()
     rows = events_as_dicts(events)
-    days = [seoul_day(ev["trigger_ts"]) for ev in rows]
+    days = [krx.seoul_date(ev["trigger_ts"]) for ev in rows]
     for ev, day in zip(rows, days, strict=True):
         history.add(ev["stock_code"], day, ev["trigger_ts"], ev["release_ts"])
     for ev, day in zip(rows, days, strict=True):
@@ -125,10 +124,6 @@ def events_as_dicts(events: pa.Table) -> list[dict]:
     ts_cols = {c: events[c].cast(pa.int64()).to_pylist() for c in ("trigger_ts", "release_ts")}
     rows = events.drop_columns(list(ts_cols)).to_pylist()
     return [r | {c: v[i] for c, v in ts_cols.items()} for i, r in enumerate(rows)]
-
-
-def seoul_day(ts_us: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ts_us / US, tz=krx.SEOUL).date()
 
 
 @dataclass

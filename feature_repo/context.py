@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from feature_repo.features import feature_specs
 from market import krx
-from market.panels import connect, ticks_glob
+from market.krx.dataset import connect, ticks_glob
 
 CONTEXT_DAYS = 20
 VI_HISTORY_DAYS = 60

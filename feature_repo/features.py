@@ -1,7 +1,7 @@
 """The VI features: pure functions over one event's 1-second panel up to a decision time.
 
 One code path: the batch builder (``feature_repo.build``) and the live path (``feature_repo.live``)
-both build the panel with ``market.panels`` and call :func:`event_row`, :func:`decision_row` and
+both build the panel with ``market.events.panels`` and call :func:`event_row`, :func:`decision_row` and
 :func:`sequence_row` here.
 
 Decisions. A model decides at the release of a VI and at each second after it, up to 9 s (VI 해제
@@ -299,7 +299,7 @@ class VIHistory:
         known[trigger_ts] = release_ts if release_ts is not None else known.get(trigger_ts)
 
     def info(self, ev: dict, stock_day: object) -> EventInfo:
-        """``ev``: an events.parquet row with µs ints; ``stock_day``: ``vi_detector.StockDay``."""
+        """``ev``: an events.parquet row with µs ints; ``stock_day``: ``market.events.detector.StockDay``."""
         trigger = ev["trigger_ts"]
         earlier = {
             t: r for t, r in self._by_stock_day[(ev["stock_code"], stock_day.day)].items() if t < trigger

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from market import krx
-from market.panels import connect, ticks_glob
+from market.krx.dataset import connect, ticks_glob
 
 HORIZONS_S = (10, 30, 60, 300)
 MAE_HORIZONS_S = (60, 300)

@@ -1,7 +1,7 @@
 """The live feature path: tick rows in, as the feed delivers them; feature rows out at each decision.
 
-It runs the batch path's own pieces: the streaming VI detector (``market.vi_detector``), the
-1-second panel (``market.panels``, the same SQL over the buffered rows) and the feature functions
+It runs the batch path's own pieces: the streaming VI detector (``market.events.detector``), the
+1-second panel (``market.events.panels``, the same SQL over the buffered rows) and the feature functions
 (``feature_repo.features``). A decision ``k`` of a VI is taken as soon as the stock's first row at
 or after its decision time arrives (or :meth:`LiveFeaturePath.flush` says the clock passed it), and
 before that row is buffered: nothing stamped after the decision time can reach it.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feature_repo.build import FeatureRows, events_as_dicts, seoul_day
+from feature_repo.build import FeatureRows, events_as_dicts
 from feature_repo.features import (
     MAX_DECISION_OFFSET,
     PANEL_BEFORE_S,
@@ -30,10 +30,10 @@ from feature_repo.features import (
     sequence_row,
 )
 from market import krx
-from market.events import event_id, events_table
-from market.panels import panels_from_ticks
-from market.schema import TICK_SCHEMA
-from market.vi_detector import MarketEvent, StockDay, VIDetector, VIEvent
+from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent
+from market.events.panels import panels_from_ticks
+from market.events.table import event_id, events_table
+from market.krx.schema import TICK_SCHEMA
 
 # rows older than this are dropped: the longest VI auction is 2.5 min, the look-back 2 min
 BUFFER_S = PANEL_BEFORE_S + 300 + MAX_DECISION_OFFSET + 1
@@ -60,7 +60,7 @@ class LiveFeaturePath:
 
     def on_vi_notice(self, stock_code: str, trigger_ts_us: int) -> None:
         """A VI elsewhere in the market (the exchange's VI-status notice, KIS FHPST01390000)."""
-        self.history.add(stock_code, seoul_day(trigger_ts_us), trigger_ts_us)
+        self.history.add(stock_code, krx.seoul_date(trigger_ts_us), trigger_ts_us)
 
     def on_tick(self, row: dict) -> list[FeatureRows]:
         """One tick row (the tick schema's fields) of a watched stock, in arrival order."""
@@ -76,7 +76,7 @@ class LiveFeaturePath:
                 row["vi_status"], row["vi_type"],
             )  # fmt: skip
             for vi in self.detector.on_event(ev):
-                self.history.add(code, seoul_day(vi.trigger_ts), vi.trigger_ts, vi.release_ts)
+                self.history.add(code, krx.seoul_date(vi.trigger_ts), vi.trigger_ts, vi.release_ts)
                 if vi.released:
                     self._pending[code].append(_Pending(vi))
         return out
@@ -102,7 +102,9 @@ class LiveFeaturePath:
                 k = p.next_offset
                 if p.info is None:
                     vi_row = events_as_dicts(events_table([p.vi]))[0]
-                    p.info = self.history.info(vi_row, self.stock_days[(code, seoul_day(p.vi.trigger_ts))])
+                    p.info = self.history.info(
+                        vi_row, self.stock_days[(code, krx.seoul_date(p.vi.trigger_ts))]
+                    )
                     p.event = event_row(panel, p.info)
                 decisions[k] = decision_row(panel, p.info, k)
                 sequences[k] = sequence_row(panel, p.info, k)

@@ -46,7 +46,7 @@ SYNTHETIC_ARGS = {"stocks": 6, "days": 3, "seed": 11, "start": dt.date(2024, 3, 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     """A small hot synthetic market, generated once for the whole session (read-only)."""
-    from market.synthetic import generate
+    from market.synthetic.generator import generate
 
     out = tmp_path_factory.mktemp("synthetic") / "raw"
     generate(out, jobs=1, **SYNTHETIC_ARGS)

@@ -20,7 +20,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
 )
 
 from market import krx
-from market.tick_checks import on_tick_grid, seoul_days, within_daily_limits
+from market.krx.checks import on_tick_grid, within_daily_limits
 
 BOOK_VOLUMES = [f"{s}_volume_{i}" for s in ("bid", "ask") for i in range(1, 11)]
 _DOMAIN_KEYS = ("batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if")
@@ -61,7 +61,7 @@ def no_trade_in_vi_auction(df: pd.DataFrame) -> pd.Series:
 
 def session_matches_clock(df: pd.DataFrame) -> pd.Series:
     ok = pd.Series(True, index=df.index)
-    for day, g in df.groupby(seoul_days(df["timestamp"])):
+    for day, g in df.groupby(krx.seoul_dates(df["timestamp"])):
         s = krx.session_schedule(day)
         ts = g["timestamp"]
         label = g["session"]

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from market.events import EVENT_SCHEMA
-from market.panels import PANEL_COLUMNS
-from market.schema import (
+from market.events.panels import PANEL_COLUMNS
+from market.events.table import EVENT_SCHEMA
+from market.krx.schema import (
     EVENT_TYPES,
     SESSIONS,
     TICK_OPTIONAL_FIELDS,

@@ -57,7 +57,7 @@ def market_check(
 def ingest(
     src: Path = typer.Argument(..., help="a file, or a folder of files, to read"),
     format: str = typer.Option(..., "--format", help="parquet | csv | kis-log"),
-    mapping: Path = typer.Option(None, help="YAML column mapping (see market/mappings/)"),
+    mapping: Path = typer.Option(None, help="YAML column mapping (see market/vendor/mappings/)"),
     out: Path = typer.Option(..., help="dataset root to write"),
     instruments: Path = typer.Option(
         None,
@@ -114,7 +114,7 @@ def kis_export(
     `vicap ingest --format kis-log` reads)."""
     import datetime as dt
 
-    from market.kis_export import export_recording
+    from market.kis.export import export_recording
 
     counts = export_recording(
         dataset,

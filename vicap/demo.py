@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from market import krx
-from market.exchange import BUY, SELL, Exchange, ExchangeConfig, Instrument, to_us
-from market.random_flow import random_order_stream
-from market.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
+from market.exchange.engine import BUY, SELL, Exchange, ExchangeConfig, Instrument
+from market.exchange.random_flow import random_order_stream
+from market.krx.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
 from vicap.settings import get_settings
 
 console = Console()
@@ -81,7 +81,7 @@ def run_session(seed: int, inband_fill: bool = True) -> Exchange:
     )
 
     def at(h: int, m: int, s: int = 0) -> int:
-        return to_us(dt.datetime(day.year, day.month, day.day, h, m, s, tzinfo=krx.SEOUL))
+        return krx.epoch_us(dt.datetime(day.year, day.month, day.day, h, m, s, tzinfo=krx.SEOUL))
 
     def flow(n: int, start: int, end: int, around: int, limit_only: bool = False) -> None:
         stream = random_order_stream(
@@ -163,7 +163,7 @@ DEMO_MARKET = {"stocks": 8, "days": 3, "start": dt.date(2024, 3, 4), "intensity"
 
 def run_kis_round_trip(raw: Path, work: Path) -> int:
     """Record the stock-day with the most VIs in the KIS formats, ingest it, detect its VIs."""
-    from market.kis_export import export_recording
+    from market.kis.export import export_recording
     from vicap.events_cmd import run_events
     from vicap.ingest_cmd import run_ingest
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from market.events import write_events
-from market.panels import write_panels
+from market.events.panels import write_panels
+from market.events.table import write_events
 from vicap.settings import get_settings
 
 console = Console()

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from market.synthetic import INTENSITIES, generate
+from market.synthetic.generator import INTENSITIES, generate
 
 console = Console()
 

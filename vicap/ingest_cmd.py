@@ -26,7 +26,7 @@ def _print_counts(title: str, rows: list[tuple[str, object]], reasons: dict[str,
 
 
 def _run_kis(src: Path, out: Path, stocks: Path | None) -> int:
-    from market.kis_ingest import ingest_kis
+    from market.kis.ingest import ingest_kis
 
     report = ingest_kis(src, out, stocks)
     control = sum(report.control.values())
@@ -63,10 +63,12 @@ def _run_kis(src: Path, out: Path, stocks: Path | None) -> int:
 
 
 def _run_vendor(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
-    from market.ingest import Mapping, ingest
+    from market.vendor.ingest import Mapping, ingest
 
     if mapping_path is None:
-        console.print("[red]--mapping FILE.yaml is needed for parquet and csv (see market/mappings/)[/]")
+        console.print(
+            "[red]--mapping FILE.yaml is needed for parquet and csv (see market/vendor/mappings/)[/]"
+        )
         return 2
     sources = sorted(src.glob(f"*{FORMATS[fmt]}")) if src.is_dir() else [src]
     if not sources:
@@ -88,7 +90,7 @@ def _run_vendor(src: Path, fmt: str, mapping_path: Path | None, out: Path, instr
 
 
 def run_ingest(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
-    from market.ingest import IngestError
+    from market.krx.dataset import IngestError
     from vicap.validate_cmd import run_validate
 
     if fmt != "kis-log" and fmt not in FORMATS:

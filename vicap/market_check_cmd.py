@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from market.realism import measure
-from market.realism_report import write_report
+from market.synthetic.realism import measure
+from market.synthetic.report import write_report
 from vicap.settings import get_settings
 
 console = Console()

@@ -20,13 +20,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market import kis_formats as kis
-from market.ingest import Mapping, to_vendor_layout
-from market.kis_export import export_recording
-from market.synthetic import generate
+from market.kis import formats as kis
+from market.vendor.ingest import Mapping, to_vendor_layout
+from market.kis.export import export_recording
+from market.synthetic.generator import generate
 
 HERE = Path(__file__).resolve().parent
-MAPPING = Mapping.load(HERE.parents[1] / "market" / "mappings" / "dataguide_ticks.yaml")
+MAPPING = Mapping.load(HERE.parents[1] / "market" / "vendor" / "mappings" / "dataguide_ticks.yaml")
 DAY = dt.date(2024, 3, 4)
 VI_STOCK, CALM_STOCK = "880770", "063380"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from market.events import write_events
+from market.events.table import write_events
 from vicap.settings import DataPaths
 
 BROKERAGE = 0.00015

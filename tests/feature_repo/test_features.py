@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feature_repo import features as F
-from feature_repo.build import events_as_dicts, iter_event_infos, seoul_day
+from feature_repo.build import events_as_dicts, iter_event_infos
 from feature_repo.context import context_rows, daily_bars
-from market.events import load_stock_days
-from market.panels import panels_from_ticks
+from market import krx
+from market.events.panels import panels_from_ticks
+from market.events.table import load_stock_days
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_vi_history_counts_only_earlier_vis():
     history.add("000001", day, t0, t0 + 130 * F.US)
     history.add("000002", day, t0 + 200 * F.US)  # another stock's VI, from the exchange's notice
     history.add("000001", day, t0 + 900 * F.US, t0 + 1030 * F.US)  # later: must not count
-    from market.vi_detector import StockDay
+    from market.events.detector import StockDay
 
     ev = {
         "event_id": "x", "stock_code": "000001", "trigger_ts": t0 + 500 * F.US, "release_ts": t0 + 630 * F.US,
@@ -217,4 +218,4 @@ def test_stock_context_comes_from_previous_sessions_only(dataset, events):
     pd.testing.assert_frame_equal(same, again.set_index(key).loc[same.index])
     nxt = rows["session"] > days[-1]
     assert not rows[nxt].reset_index(drop=True).equals(again[nxt].reset_index(drop=True))
-    assert seoul_day(int(pd.Timestamp(rows[nxt]["event_timestamp"].iloc[0]).value // 1000)) == days[-1]
+    assert krx.seoul_date(int(pd.Timestamp(rows[nxt]["event_timestamp"].iloc[0]).value // 1000)) == days[-1]

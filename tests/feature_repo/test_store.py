@@ -20,11 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from feature_repo import store as S
-from feature_repo.build import events_as_dicts, seoul_day
+from feature_repo.build import events_as_dicts
 from feature_repo.definitions import SEQUENCE_SERVICE, SERVICE
 from feature_repo.features import SEQUENCE_CHANNELS, SEQUENCE_LENGTH
 from feature_repo.live import LiveFeaturePath
-from market.events import load_stock_days
+from market import krx
+from market.events.table import load_stock_days
 from tests.feature_repo.conftest import copy_repo
 
 FEAST = str(Path(sys.executable).parent / "feast")
@@ -91,7 +92,9 @@ def replayed(dataset, applied) -> list:
     """The stock-day with the most VIs, replayed row by row through the live feature path; the
     other stocks' VIs arrive as the exchange's VI notices at their trigger times."""
     events = events_as_dicts(pq.read_table(applied.events))
-    by_stock_day = pd.Series([(e["stock_code"], seoul_day(e["trigger_ts"])) for e in events]).value_counts()
+    by_stock_day = pd.Series(
+        [(e["stock_code"], krx.seoul_date(e["trigger_ts"])) for e in events]
+    ).value_counts()
     code, day = by_stock_day.index[0]
     ticks = pq.read_table(dataset / "ticks" / f"date={day}" / f"{code}.parquet")
     notices = sorted((e["trigger_ts"], e["stock_code"]) for e in events if e["stock_code"] != code)

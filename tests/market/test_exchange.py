@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.reference_book import ReferenceBook
-from market import engine_kernels as k
 from market import krx
-from market.exchange import BUY, SELL, Exchange, ExchangeConfig, Instrument, OrderRejected, to_us
-from market.random_flow import random_order_stream
-from market.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
+from market.exchange import kernels as k
+from market.exchange.engine import BUY, SELL, Exchange, ExchangeConfig, Instrument, OrderRejected
+from market.exchange.random_flow import random_order_stream
+from market.krx.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
 
 DAY = dt.date(2024, 3, 5)
 K200 = Instrument("005930", "삼성전자", "KOSPI", kospi200=True)  # dynamic band 3%
@@ -23,7 +23,7 @@ SMALL = Instrument("123450", "비캡전자", "KOSDAQ", kospi200=False)  # dynami
 
 
 def T(h: int, m: int, s: int = 0, us: int = 0) -> int:
-    return to_us(dt.datetime(DAY.year, DAY.month, DAY.day, h, m, s, us, tzinfo=krx.SEOUL))
+    return krx.epoch_us(dt.datetime(DAY.year, DAY.month, DAY.day, h, m, s, us, tzinfo=krx.SEOUL))
 
 
 def opened(stock: Instrument = K200, base: int = 70_000, **config) -> Exchange:
@@ -252,7 +252,7 @@ def test_vi_auction_lasts_two_minutes_plus_random_end_and_resets_both_references
         durations.append((vi["release_ts"] - vi["trigger_ts"]).total_seconds())
         assert vi["auction_price"] == ex.static_reference == ex.dynamic_reference == ex.last_price
         release = ex.raw_events()
-        release = release[release[:, k.C_TS] == to_us(vi["release_ts"])]
+        release = release[release[:, k.C_TS] == krx.epoch_us(vi["release_ts"])]
         assert set(release[:, k.C_VI_STATUS].tolist()) == {2}  # release instant rows
         assert release[release[:, k.C_TYPE] == k.EV_TRADE, k.C_SIDE].tolist() == [0]
     assert all(120 <= d <= 150 for d in durations) and len(set(durations)) > 1

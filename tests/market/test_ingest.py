@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from market.events import detect, events_table
-from market.ingest import IngestError, Mapping, ingest, to_vendor_layout
+from market.events.table import detect, events_table
+from market.krx.dataset import IngestError
+from market.vendor.ingest import Mapping, ingest, to_vendor_layout
 from vicap.cli import app
 
-MAPPING = Path(__file__).resolve().parents[2] / "market" / "mappings" / "dataguide_ticks.yaml"
+MAPPING = Path(__file__).resolve().parents[2] / "market" / "vendor" / "mappings" / "dataguide_ticks.yaml"
 KEYS = ["stock_code", "trigger_ts", "release_ts", "vi_type", "direction", "trigger_price", "auction_price"]
 
 

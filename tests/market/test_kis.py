@@ -16,11 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from market import kis_formats as kis
-from market.events import agreement, detect, events_table
-from market.kis_export import export_recording
-from market.kis_ingest import ingest_kis
-from market.schema import RECV_TS_FIELD
+from market.events.table import agreement, detect, events_table
+from market.kis import formats as kis
+from market.kis.export import export_recording
+from market.kis.ingest import ingest_kis
+from market.krx.schema import RECV_TS_FIELD
 from vicap.cli import app
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kis"

@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from market.events import detect, events_table
-from market.panels import build_panels
+from market.events.panels import build_panels
+from market.events.table import detect, events_table
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from market.schema import (
+from market.krx.schema import (
     INSTRUMENT_SCHEMA,
     SYNTHETIC_VI_LOG_FIELDS,
     TICK_SCHEMA,

@@ -16,9 +16,15 @@ import pytest
 from typer.testing import CliRunner
 
 from market import krx
-from market.realism import measure
-from market.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, TICK_SCHEMA, VI_LOG_SCHEMA, check_table
-from market.synthetic import INVESTOR_PUBLICATIONS, generate
+from market.krx.schema import (
+    INSTRUMENT_SCHEMA,
+    SYNTHETIC_VI_LOG_FIELDS,
+    TICK_SCHEMA,
+    VI_LOG_SCHEMA,
+    check_table,
+)
+from market.synthetic.generator import INVESTOR_PUBLICATIONS, generate
+from market.synthetic.realism import measure
 from tests.conftest import SYNTHETIC_ARGS as ARGS
 from vicap.cli import app
 

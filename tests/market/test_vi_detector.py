@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from market import krx
-from market.events import EVENT_SCHEMA, agreement, detect, events_table, load_stock_days
-from market.exchange import BUY, SELL, Exchange, Instrument, to_us
-from market.schema import check_table
-from market.vi_detector import MarketEvent, StockDay, VIDetector
+from market.events.detector import MarketEvent, StockDay, VIDetector
+from market.events.table import EVENT_SCHEMA, agreement, detect, events_table, load_stock_days
+from market.exchange.engine import BUY, SELL, Exchange, Instrument
+from market.krx.schema import check_table
 from vicap.cli import app
 
 
@@ -46,7 +46,7 @@ def test_streaming_one_event_at_a_time():
     ex = Exchange(Instrument("005930", "삼성전자", "KOSPI", kospi200=True), day, 70_000)
 
     def at(h, m, s=0):
-        return to_us(dt.datetime(2024, 3, 5, h, m, s, tzinfo=krx.SEOUL))
+        return krx.epoch_us(dt.datetime(2024, 3, 5, h, m, s, tzinfo=krx.SEOUL))
 
     ex.submit_limit(at(8, 35), BUY, 70_000, 1)
     ex.submit_limit(at(8, 35), SELL, 70_000, 1)
@@ -61,7 +61,7 @@ def test_streaming_one_event_at_a_time():
         emitted = []
         for r in ticks:
             ev = MarketEvent(
-                to_us(r["timestamp"]),
+                krx.epoch_us(r["timestamp"]),
                 r["stock_code"],
                 r["event_type"],
                 r["price"],
@@ -77,7 +77,9 @@ def test_streaming_one_event_at_a_time():
     assert (log["vi_type"], log["trigger_price"]) == ("dynamic", 72_100)
     with pytest.raises(KeyError, match="no instrument record for stock 000660"):
         VIDetector(info).on_event(
-            MarketEvent(to_us(dt.datetime(2024, 3, 5, 9, tzinfo=krx.SEOUL)), "000660", "trade", 1, 1, 1)
+            MarketEvent(
+                krx.epoch_us(dt.datetime(2024, 3, 5, 9, tzinfo=krx.SEOUL)), "000660", "trade", 1, 1, 1
+            )
         )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from market.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
+from market.krx.schema import TICK_SCHEMA, VI_LOG_SCHEMA, check_table
 from vicap.cli import app
 
 runner = CliRunner()

@@ -18,17 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from market import kis_formats as kis
 from market import krx
-from market.kis_ingest import STOCKS_FILE
+from market.kis import formats as kis
+from market.kis.ingest import STOCKS_FILE
 
 MAX_BATCH = 10  # records per frame when several arrive at one instant (the open, the close)
 PING_EVERY_US = 100_000_000  # KIS sends a PINGPONG heartbeat about every 100 s
 SESSION_CODE = {"opening_auction": "10", "continuous": "20", "closing_auction": "30", "closed": "40"}
-
-
-def _hhmmss(ts_us: int) -> str:
-    return dt.datetime.fromtimestamp(ts_us / 1e6, krx.SEOUL).strftime("%H%M%S")
 
 
 def _sign(change: int) -> str:
@@ -53,7 +49,7 @@ def stock_records(
     program = 0
     last_price = before_last = last_ts = 0
     for i, ts in enumerate(ts_us):
-        kind, price, hhmmss = cols["event_type"][i], cols["price"][i], _hhmmss(ts)
+        kind, price, hhmmss = cols["event_type"][i], cols["price"][i], krx.hhmmss(ts)
         if cols["program_net_buy"][i] != program:
             program = cols["program_net_buy"][i]
             rec = {"MKSC_SHRN_ISCD": code, "STCK_CNTG_HOUR": hhmmss, "NTBY_CNQN": program}
@@ -152,8 +148,8 @@ def _vi_status_output(code: str, name: str, day: dt.date, vi_rows: list[dict], r
                 "mksc_shrn_iscd": code,
                 "vi_cls_code": "N" if release else "Y",
                 "bsop_date": day.strftime("%Y%m%d"),
-                "cntg_vi_hour": _hhmmss(v["ts"]),
-                "vi_cncl_hour": _hhmmss(release) if release else "",
+                "cntg_vi_hour": krx.hhmmss(v["ts"]),
+                "vi_cncl_hour": krx.hhmmss(release) if release else "",
                 "vi_kind_code": kis.KIND_BY_VI_TYPE[v["vi_type"]],
                 "vi_prc": str(v["trigger_price"]),
                 "vi_stnd_prc": str(v["static_ref"]),
@@ -180,8 +176,8 @@ def export_recording(
     inst = inst[inst["date"] == day].set_index("stock_code")
     part = dataset / "ticks" / f"date={day.isoformat()}"
     codes = stocks or sorted(p.stem for p in part.glob("*.parquet"))
-    lo = krx.epoch_us(dt.datetime.combine(day, start or dt.time(0), krx.SEOUL))
-    hi = krx.epoch_us(dt.datetime.combine(day, end or dt.time(23, 59, 59), krx.SEOUL))
+    lo = krx.at_seoul(day, start or dt.time(0))
+    hi = krx.at_seoul(day, end or dt.time(23, 59, 59))
     log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
     merged: list[tuple[int, int, int, str, dict]] = []
     rest: list[dict] = []
@@ -209,7 +205,7 @@ def export_recording(
 
     def write(fh, recv_us: int, frame: str) -> None:
         nonlocal lines
-        stamp = dt.datetime.fromtimestamp(recv_us / 1e6, krx.SEOUL).isoformat(timespec="microseconds")
+        stamp = krx.from_us(recv_us).isoformat(timespec="microseconds")
         fh.write(json.dumps({"recv_ts": stamp, "frame": frame}) + "\n")
         lines += 1
 
@@ -235,7 +231,7 @@ def export_recording(
                 write(
                     fh,
                     recv,
-                    kis.pingpong(dt.datetime.fromtimestamp(recv / 1e6, krx.SEOUL).strftime("%Y%m%d%H%M%S")),
+                    kis.pingpong(krx.from_us(recv).strftime("%Y%m%d%H%M%S")),
                 )
                 last_ping = recv
             write(fh, recv, kis.format_frame(tr_id, batch))

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from market.schema import TIMESTAMP
-from market.vi_detector import MarketEvent, StockDay, VIDetector, VIEvent, completed
+from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, completed
+from market.krx.schema import TIMESTAMP
 
 EVENT_SCHEMA = pa.schema(
     [

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market import engine_kernels as k
+from market.exchange import kernels as k
 
 ROUND_LOTS = np.array([1, 5, 10, 20, 50, 100, 200, 500], dtype=np.int64)
 

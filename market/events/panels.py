@@ -14,6 +14,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from market.krx.dataset import connect, ticks_glob
+
 LEVELS = 10
 TRADE = "event_type = 'trade'"
 _STATE_COLUMNS = [
@@ -134,21 +136,6 @@ def panel_sql(ticks: str, before_s: int, after_s: int) -> str:
           OVER (PARTITION BY event_id ORDER BY second) AS program_net_buy_change
     FROM p ORDER BY event_id, second
     """
-
-
-def ticks_glob(root: Path) -> str:
-    """The tick files of a dataset root, for DuckDB's read_parquet."""
-    return str(Path(root) / "ticks" / "*" / "*.parquet")
-
-
-def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection on Seoul time (date_trunc and CAST AS DATE are KRX days and seconds)."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'Asia/Seoul'")
-    con.execute("SET enable_progress_bar = false")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    return con
 
 
 def _panels(con: duckdb.DuckDBPyConnection, ticks: str, events: pa.Table, before_s: int, after_s: int):

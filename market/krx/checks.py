@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from market import krx
-
-
-def seoul_days(ts: pd.Series) -> pd.Series:
-    return ts.dt.tz_convert(krx.SEOUL).dt.date
+from market.krx.clock import seoul_dates
+from market.krx.prices import is_on_grid_array, price_limits
 
 
 def on_tick_grid(df: pd.DataFrame) -> pd.Series:
@@ -17,8 +14,8 @@ def on_tick_grid(df: pd.DataFrame) -> pd.Series:
     (columns event_type, price, market, timestamp)."""
     ok = pd.Series(True, index=df.index)
     sub = df[df["event_type"] == "trade"]
-    for (market, day), g in sub.groupby([sub["market"], seoul_days(sub["timestamp"])], observed=True):
-        ok[g.index] = krx.is_on_grid_array(g["price"].to_numpy(), market, day)
+    for (market, day), g in sub.groupby([sub["market"], seoul_dates(sub["timestamp"])], observed=True):
+        ok[g.index] = is_on_grid_array(g["price"].to_numpy(), market, day)
     return ok
 
 
@@ -27,8 +24,8 @@ def within_daily_limits(df: pd.DataFrame) -> pd.Series:
     ok = pd.Series(True, index=df.index)
     sub = df[df["event_type"] == "trade"]
     for (market, day, base), g in sub.groupby(
-        [sub["market"], seoul_days(sub["timestamp"]), sub["base_price"]], observed=True
+        [sub["market"], seoul_dates(sub["timestamp"]), sub["base_price"]], observed=True
     ):
-        lower, upper = krx.price_limits(int(base), market, day)
+        lower, upper = price_limits(int(base), market, day)
         ok[g.index] = g["price"].between(lower, upper).to_numpy()
     return ok

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from market import engine_kernels as k
 from market import krx
-from market.schema import EVENT_TYPES, TICK_SCHEMA, VI_LOG_SCHEMA, VI_TYPES
+from market.exchange import kernels as k
+from market.krx.schema import EVENT_TYPES, TICK_SCHEMA, VI_LOG_SCHEMA, VI_TYPES
 
 BUY, SELL = 1, -1
 _PHASE_NAMES = ("opening_auction", "continuous", "vi_auction", "closing_auction", "closed")
@@ -27,13 +27,6 @@ _RESULT_NAMES = {
     k.R_CANCEL_UNKNOWN: "no such live order",
     k.R_REJECT_QTY: "quantity must be positive",
 }
-
-
-to_us = krx.epoch_us
-
-
-def from_us(us: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC).astimezone(krx.SEOUL) + dt.timedelta(microseconds=int(us))
 
 
 @dataclass(frozen=True)
@@ -91,11 +84,11 @@ class Exchange:
         S[k.S_BEST_BID] = -1
         S[k.S_BEST_ASK] = n
         S[k.S_BASE_PRICE] = S[k.S_STATIC_REF] = S[k.S_DYNAMIC_REF] = self.base_price
-        S[k.S_T_PREOPEN] = to_us(self.schedule.opening_auction_start)
-        S[k.S_T_INDICATIVE] = to_us(self.schedule.indicative_from)
-        S[k.S_T_OPEN] = to_us(self.schedule.continuous_start)
-        S[k.S_T_CLOSE_START] = to_us(self.schedule.closing_auction_start)
-        S[k.S_T_CLOSE_END] = to_us(self.schedule.closing_auction_end) + close_delay
+        S[k.S_T_PREOPEN] = krx.epoch_us(self.schedule.opening_auction_start)
+        S[k.S_T_INDICATIVE] = krx.epoch_us(self.schedule.indicative_from)
+        S[k.S_T_OPEN] = krx.epoch_us(self.schedule.continuous_start)
+        S[k.S_T_CLOSE_START] = krx.epoch_us(self.schedule.closing_auction_start)
+        S[k.S_T_CLOSE_END] = krx.epoch_us(self.schedule.closing_auction_end) + close_delay
         S[k.S_T_VI_END] = 1 << 62
         S[k.S_STATIC_BP] = krx.rate_to_bp(krx.STATIC_VI_RATE)
         S[k.S_DYNAMIC_BP] = krx.rate_to_bp(krx.dynamic_vi_rate(instrument.kospi200, "continuous"))
@@ -135,7 +128,7 @@ class Exchange:
         qty: np.ndarray,
         target: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Process a batch of order events (kinds: ``engine_kernels.K_LIMIT/K_MARKET/K_CANCEL/K_ADVANCE``,
+        """Process a batch of order events (kinds: ``kernels.K_LIMIT/K_MARKET/K_CANCEL/K_ADVANCE``,
         side +1 buy / -1 sell, price in KRW, target = order id for a cancel). Timestamps must not
         decrease. Returns (order ids, result codes); see :func:`result_reason`. Every event but an
         advance gets the next order id, so a caller can number its cancels' targets in advance."""
@@ -182,7 +175,7 @@ class Exchange:
             np.array([target]),
         )
         if res[0] != k.R_OK:
-            raise OrderRejected(f"{self.instrument.stock_code} at {from_us(ts)}: {result_reason(res[0])}")
+            raise OrderRejected(f"{self.instrument.stock_code} at {krx.from_us(ts)}: {result_reason(res[0])}")
         return int(ids[0])
 
     def submit_limit(self, ts: int, side: int, price: int, qty: int) -> int:
@@ -204,7 +197,7 @@ class Exchange:
 
     def finish(self) -> None:
         """Run the day to its end: closing call, any VI extension of it, close."""
-        end = to_us(self.schedule.closing_auction_end) + 2 * (krx.VI_AUCTION_SECONDS + 60) * 1_000_000
+        end = krx.epoch_us(self.schedule.closing_auction_end) + 2 * (krx.VI_AUCTION_SECONDS + 60) * 1_000_000
         self.advance(max(end, self._last_ts()))
 
     def _last_ts(self) -> int:
@@ -296,15 +289,15 @@ class Exchange:
     # ------------------------------------------------------------ output
 
     def raw_events(self) -> np.ndarray:
-        """The engine's output rows (columns ``engine_kernels.C_*``), for tests and tools."""
+        """The engine's output rows (columns ``kernels.C_*``), for tests and tools."""
         return self._OUT[: self._S[k.S_N_OUT]]
 
     def fills(self) -> np.ndarray:
-        """Per-order fills (columns ``engine_kernels.F_*``)."""
+        """Per-order fills (columns ``kernels.F_*``)."""
         return self._F[: self._S[k.S_N_FILLS]]
 
     def vi_records(self) -> np.ndarray:
-        """VI records (columns ``engine_kernels.V_*``)."""
+        """VI records (columns ``kernels.V_*``)."""
         return self._V[: self._S[k.S_N_VI]]
 
     def ticks(self, overlay: dict[str, np.ndarray] | None = None) -> pa.Table:

@@ -111,7 +111,7 @@ class VIDetector:
 
     def _state(self, ev: MarketEvent) -> _State:
         st = self._states.get(ev.stock_code)
-        day = dt.datetime.fromtimestamp(ev.ts / 1e6, krx.SEOUL).date()
+        day = krx.seoul_date(ev.ts)
         if st is None or st.info.day != day:
             info = self._stock_days.get((ev.stock_code, day))
             if info is None:

@@ -22,9 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market import krx
-from market import synthetic_kernels as sk
-from market.exchange import Exchange, ExchangeConfig, Instrument, to_us
-from market.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, VI_LOG_SCHEMA
+from market.exchange.engine import Exchange, ExchangeConfig, Instrument
+from market.krx.dataset import tick_file
+from market.krx.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, VI_LOG_SCHEMA
+from market.synthetic import kernels as sk
 
 VI_LOG_SYNTHETIC_SCHEMA = pa.schema([*VI_LOG_SCHEMA, *SYNTHETIC_VI_LOG_FIELDS])
 INTENSITIES = ("normal", "hot")
@@ -245,11 +246,11 @@ def simulate_stock_day(
     params = stock_parameters(spec, day, base_price, rng)
     kernel_seed = int(rng.integers(0, 2**31 - 1))
     schedule = krx.session_schedule(day)
-    t_start = to_us(schedule.opening_auction_start)
+    t_start = krx.epoch_us(schedule.opening_auction_start)
     t_end = t_start + SECONDS_FROM_0830 * 1_000_000
     pub = np.array(
         [
-            to_us(dt.datetime(day.year, day.month, day.day, h, m, tzinfo=krx.SEOUL))
+            krx.epoch_us(dt.datetime(day.year, day.month, day.day, h, m, tzinfo=krx.SEOUL))
             for h, m in INVESTOR_PUBLICATIONS
         ],
         dtype=np.int64,
@@ -330,10 +331,6 @@ class StockDayDone:
     vi_log: pa.Table
     n_ticks: int
     n_order_events: int
-
-
-def tick_file(out: Path, day: dt.date, stock_code: str) -> Path:
-    return out / "ticks" / f"date={day.isoformat()}" / f"{stock_code}.parquet"
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from market import krx
-from market.panels import connect, ticks_glob
-from market.tick_checks import on_tick_grid, within_daily_limits
+from market.krx.checks import on_tick_grid, within_daily_limits
+from market.krx.dataset import connect, ticks_glob
 
 RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
 # VIs per stock-year: about 5 in a normal market (a few to 20 by name), far more in "hot" data

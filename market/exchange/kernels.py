@@ -8,7 +8,7 @@ The state is plain int64 arrays (see the index constants below) so that the kern
 cached to disk and called from Python with a batch of order events at a time. Their names:
 E input events, R result codes, S scalar state, O order pool, L price levels, OUT output rows
 (the tick stream), F fills, V VI records, D random-end delays. The Python face
-of this module is :class:`market.exchange.Exchange`.
+of this module is :class:`market.exchange.engine.Exchange`.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market import kis_formats as kis
 from market import krx
-from market.ingest import IngestError, write_ticks
-from market.schema import (
+from market.kis import formats as kis
+from market.krx.dataset import IngestError, write_ticks
+from market.krx.schema import (
     INSTRUMENT_SCHEMA,
     RECV_TS_FIELD,
     VI_LOG_SCHEMA,
@@ -117,17 +117,6 @@ def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
 
 
-def _us(ts: dt.datetime) -> int:
-    return krx.epoch_us(ts)
-
-
-def _clock(day: dt.date, hhmmss: str) -> int:
-    if len(hhmmss) != 6 or not hhmmss.isdigit():
-        raise ValueError(f"time {hhmmss!r} is not HHMMSS")
-    t = dt.time(int(hhmmss[:2]), int(hhmmss[2:4]), int(hhmmss[4:]))
-    return _us(dt.datetime.combine(day, t, krx.SEOUL))
-
-
 def load_stocks(path: Path) -> dict[str, dict]:
     """The stock list (stock_code, stock_name, market, kospi200) a recording was made for."""
     if not path.exists():
@@ -183,7 +172,7 @@ def _read_recording(
                 report.control[parsed.kind] += 1
                 continue
             report.data_frames += 1
-            recv_us = _us(recv)
+            recv_us = krx.epoch_us(recv)
             recv_day = recv.astimezone(krx.SEOUL).date()
             for k, fields in enumerate(parsed.records):
                 report.records += 1
@@ -227,7 +216,7 @@ def _record(
     clock = None
     if tr_id in _TIME_FIELD:
         try:
-            clock = _clock(day, fields[_TIME_FIELD[tr_id]])
+            clock = krx.parse_hhmmss(day, fields[_TIME_FIELD[tr_id]])
         except ValueError as exc:
             raise ValueError(f"{tr_id} {_TIME_FIELD[tr_id]}: {exc}") from None
     return _Record(seq, recv_us, day, clock, tr_id, fields, ints)
@@ -273,8 +262,8 @@ def _vi_row(row: dict) -> dict:
     cancel = str(row.get("vi_cncl_hour", "")).strip()
     return {
         "stock_code": str(row["mksc_shrn_iscd"]).zfill(6),
-        "trigger_ts": _clock(day, str(row["cntg_vi_hour"])),
-        "release_ts": _clock(day, cancel) if cancel not in ("", "000000") else None,
+        "trigger_ts": krx.parse_hhmmss(day, str(row["cntg_vi_hour"])),
+        "release_ts": krx.parse_hhmmss(day, cancel) if cancel not in ("", "000000") else None,
         "vi_type": vi_type,
         "direction": 1 if deviation > 0 else -1,
         "ref_price": int(row["vi_stnd_prc"] if static else row["vi_dmc_stnd_prc"]),
@@ -479,5 +468,5 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
         df[name] = 0  # KIS publishes investor flows by REST only: not in a recording
     df["news_flag"] = df["disclosure_flag"] = False
     for name in ("timestamp", "recv_ts"):
-        df[name] = pd.to_datetime(df[name], unit="us", utc=True).dt.tz_convert("Asia/Seoul")
+        df[name] = krx.seoul_timestamps(df[name])
     return df.drop(columns="day")

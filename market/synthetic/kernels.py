@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from market import engine_kernels as k
+from market.exchange import kernels as k
 
 STEP_US = 100_000  # participants act on a 100 ms clock; in calm times the book feed is one row a step
 

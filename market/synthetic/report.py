@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from market.realism import RETURN_HORIZON_S, RealismResult
+from market.synthetic.realism import RETURN_HORIZON_S, RealismResult
 
 
 def _png(fig) -> str:

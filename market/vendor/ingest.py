@@ -21,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from market import krx
-from market.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, VI_TYPES
+from market.krx.dataset import IngestError, write_ticks
+from market.krx.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, VI_TYPES
 
 ENCODINGS = ("utf-8", "cp949")
 DEFAULTS: dict[str, object] = {
@@ -65,10 +66,6 @@ class Mapping(BaseModel):
             return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
         except (OSError, yaml.YAMLError, ValueError) as exc:
             raise IngestError(f"{path}: not a valid column mapping: {exc}") from exc
-
-
-class IngestError(ValueError):
-    """A source cannot be ingested at all; the message names the file and the field."""
 
 
 @dataclass
@@ -177,8 +174,7 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
         traded = df["volume"].where(df["event_type"] == "trade", 0)
         df["cum_volume"] = traded.groupby([df["stock_code"], df["timestamp"].dt.date]).cumsum()
     if "session" not in df:
-        us = (df["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(microseconds=1)
-        df["session"] = krx.session_labels_by_day(us.to_numpy())
+        df["session"] = krx.session_labels_by_day(krx.series_us(df["timestamp"]).to_numpy())
     return df
 
 
@@ -237,20 +233,6 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
         )
     )
     return report
-
-
-def write_ticks(df: pd.DataFrame, out: Path, extra: tuple[pa.Field, ...] = ()) -> tuple[int, int]:
-    """Write ``out/ticks/date=.../<code>.parquet`` in row order; returns (stock-days, rows)."""
-    schema = pa.schema([*TICK_SCHEMA, *extra])
-    stock_days = rows = 0
-    for (day, code), g in df.groupby([df["timestamp"].dt.date, "stock_code"], sort=True):
-        table = pa.Table.from_pandas(g[schema.names], schema=schema, preserve_index=False)
-        path = out / "ticks" / f"date={day.isoformat()}" / f"{code}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
-        stock_days += 1
-        rows += table.num_rows
-    return stock_days, rows
 
 
 def to_vendor_layout(ticks: pd.DataFrame, mapping: Mapping, base_price: int, kospi200: bool) -> pd.DataFrame:
