@@ -26,8 +26,8 @@ def _exchange(config: ExchangeConfig, capacity: int) -> Exchange:
 
 def _stream(n: int, seed: int):
     ex = _exchange(ExchangeConfig(), 16)
-    start = krx.epoch_us(dt.datetime(2024, 3, 5, 9, 0, 1, tzinfo=krx.SEOUL))
-    end = krx.epoch_us(dt.datetime(2024, 3, 5, 15, 19, tzinfo=krx.SEOUL))
+    start = krx.at_seoul(DAY, dt.time(9, 0, 31))  # after the opening call's random end
+    end = krx.at_seoul(DAY, dt.time(15, 19))
     return random_order_stream(
         np.random.default_rng(seed), ex.grid, n, start, end, mid_index=int(np.searchsorted(ex.grid, BASE))
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bench.common import publish
+from market import krx
 from market.kis.export import export_recording
 from market.kis.ingest import ingest_kis
 from market.synthetic.generator import generate
@@ -29,7 +30,7 @@ def main(stocks: int = 4, days: int = 2) -> dict:
         frames = []
         for f in sorted(root.glob("ticks/*/*.parquet")):
             df = pq.read_table(f).to_pandas()
-            df["day"] = df["timestamp"].dt.tz_convert("Asia/Seoul").dt.date
+            df["day"] = krx.seoul_dates(df["timestamp"])
             frames.append(df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day"))
         validator.run(TICKS, as_batch(frames[0].head(1000)))  # warm GX
         n = sum(len(df) for df in frames)

@@ -69,7 +69,7 @@ def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataF
     bars = bars.merge(
         instruments.rename(columns={"date": "day"})[["stock_code", "day", "base_price"]], how="left"
     )
-    vi_days = events.assign(day=events["trigger_ts"].dt.tz_convert(krx.SEOUL).dt.date)
+    vi_days = events.assign(day=krx.seoul_dates(events["trigger_ts"]))
     previous = {day: krx.previous_trading_day(day) for day in sessions}
     # the 60 sessions up to each session's previous one: the same for every stock
     window_60 = {

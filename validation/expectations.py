@@ -21,14 +21,22 @@ from great_expectations.expectations.metrics.map_metric_provider import (
 
 from market import krx
 from market.krx.checks import on_tick_grid, within_daily_limits
+from market.krx.sessions import SessionSchedule, per_day
 
 BOOK_VOLUMES = [f"{s}_volume_{i}" for s in ("bid", "ask") for i in range(1, 11)]
 _DOMAIN_KEYS = ("batch_id", "table", "column_list", "row_condition", "condition_parser", "ignore_row_if")
 
 
 def bid_below_ask_in_continuous(df: pd.DataFrame) -> pd.Series:
+    """Not judged while the opening call may still run: in 09:00:00-09:00:30 (its random end)
+    before the stock's first print of the day, rows a source labels by the clock call continuous
+    may show the call's crossed book."""
     both = (df["bid_price_1"] > 0) & (df["ask_price_1"] > 0)
-    checked = (df["session"] == "continuous") & (df["vi_status"] == 0) & both
+    us = krx.series_us(df["timestamp"]).to_numpy()
+    in_window = per_day(us, SessionSchedule.in_opening_random_end).astype(bool)
+    printed = (df["event_type"] == "trade").groupby(df["stock_code"], observed=True).cummax()
+    call_may_run = in_window & ~printed.to_numpy()
+    checked = (df["session"] == "continuous") & (df["vi_status"] == 0) & both & ~call_may_run
     return ~checked | (df["bid_price_1"] < df["ask_price_1"])
 
 
@@ -60,21 +68,12 @@ def no_trade_in_vi_auction(df: pd.DataFrame) -> pd.Series:
 
 
 def session_matches_clock(df: pd.DataFrame) -> pd.Series:
-    ok = pd.Series(True, index=df.index)
-    for day, g in df.groupby(krx.seoul_dates(df["timestamp"])):
-        s = krx.session_schedule(day)
-        ts = g["timestamp"]
-        label = g["session"]
-        good = (
-            ((label == "opening_auction") & (ts < s.continuous_start))
-            | ((label == "continuous") & (ts >= s.continuous_start) & (ts < s.closing_auction_start))
-            | ((label == "closing_auction") & (ts >= s.closing_auction_start))
-            | ((label == "closed") & (ts >= s.closing_auction_end))
-        )
-        # a static VI at the open extends the opening call past the open: its rows are flagged
-        good |= (label == "continuous") & (g["vi_status"] > 0)
-        ok[g.index] = good.to_numpy()
-    return ok
+    """The label fits the day's schedule (:meth:`market.krx.SessionSchedule.label_fits`)."""
+    us = krx.series_us(df["timestamp"]).to_numpy()
+    fits = per_day(us, SessionSchedule.label_fits, df["session"].astype(object).to_numpy())
+    # a static VI at the open extends the opening call past the open: its rows are flagged
+    flagged = (df["session"] == "continuous") & (df["vi_status"] > 0)
+    return pd.Series(fits.astype(bool), index=df.index) | flagged
 
 
 def timestamps_non_decreasing(df: pd.DataFrame) -> pd.Series:
@@ -130,7 +129,7 @@ for _name, _rule, _cols, _doc in [
     (
         "bid_below_ask_in_continuous",
         bid_below_ask_in_continuous,
-        ["bid_price_1", "ask_price_1", "session", "vi_status"],
+        ["bid_price_1", "ask_price_1", "session", "vi_status", "timestamp", "event_type", "stock_code"],
         "Best bid is below best ask in continuous trading outside VI auctions.",
     ),
     (

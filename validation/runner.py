@@ -23,11 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from market import krx
 from market.events.panels import PANEL_COLUMNS
 from market.events.table import EVENT_SCHEMA
 from market.krx.schema import (
     EVENT_TYPES,
-    SESSIONS,
+    EVENT_VI_TYPES,
+    LOGGED_VI_TYPES,
+    SIDES,
     TICK_OPTIONAL_FIELDS,
     TICK_SCHEMA,
     VI_LOG_SCHEMA,
@@ -35,6 +38,7 @@ from market.krx.schema import (
     SchemaMismatch,
     check_table,
 )
+from market.krx.sessions import SESSIONS
 from validation.expectations import PANEL_EXPECTATIONS, ROW_EXPECTATIONS, ExpectValuesFinite
 
 DATA_SOURCE, TICKS, VI_LOG, EVENTS, WINDOWS = "vicap_pandas", "ticks", "vi_log", "events", "windows"
@@ -58,7 +62,7 @@ def tick_suite() -> gx.ExpectationSuite:
     ]
     exps += [
         gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
-        gxe.ExpectColumnValuesToBeInSet(column="side", value_set=[-1, 0, 1]),
+        gxe.ExpectColumnValuesToBeInSet(column="side", value_set=sorted(SIDES.values())),
         gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=list(VI_TYPES)),
         gxe.ExpectColumnValuesToBeInSet(column="session", value_set=list(SESSIONS)),
         gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
@@ -76,7 +80,7 @@ def vi_log_suite() -> gx.ExpectationSuite:
             for c in ("stock_code", "trigger_ts", "vi_type", "trigger_price")
         ]
         + [
-            gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=["static", "dynamic", "both"]),
+            gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=list(LOGGED_VI_TYPES)),
             gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=[-1, 1]),
             gxe.ExpectColumnValuesToBeBetween(column="trigger_price", min_value=1),
             gxe.ExpectColumnValuesToBeBetween(column="ref_price", min_value=1),
@@ -97,7 +101,7 @@ def events_suite() -> gx.ExpectationSuite:
                 gxe.ExpectColumnValuesToNotBeNull(column=c)
                 for c in ("event_id", "stock_code", "trigger_ts", "vi_type", "direction", "trigger_price")
             ),
-            gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=["static", "dynamic", "both"]),
+            gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=list(EVENT_VI_TYPES)),
             gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=[-1, 1]),
             *(
                 gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1)
@@ -310,7 +314,7 @@ def validate_dataset(
         df = table.drop_columns(
             [f.name for f in TICK_OPTIONAL_FIELDS if f.name in table.column_names]
         ).to_pandas()
-        df["day"] = df["timestamp"].dt.tz_convert("Asia/Seoul").dt.date
+        df["day"] = krx.seoul_dates(df["timestamp"])
         df = df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day")
         reasons, critical = validator.run(TICKS, as_batch(df))
         report.critical += [f"{path}: {c}" for c in critical]

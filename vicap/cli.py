@@ -115,16 +115,21 @@ def kis_export(
     import datetime as dt
 
     from market.kis.export import export_recording
+    from market.krx.dataset import IngestError
 
-    counts = export_recording(
-        dataset,
-        out,
-        _parse_date(date),
-        stock or None,
-        dt.time.fromisoformat(start) if start else None,
-        dt.time.fromisoformat(end) if end else None,
-        seed,
-    )
+    try:
+        counts = export_recording(
+            dataset,
+            out,
+            _parse_date(date),
+            stock or None,
+            dt.time.fromisoformat(start) if start else None,
+            dt.time.fromisoformat(end) if end else None,
+            seed,
+        )
+    except IngestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()) + f" written to {out}")
 
 

@@ -39,6 +39,11 @@ def _rule_checks() -> list[tuple[str, object, object]]:
         ("dynamic VI, KOSDAQ, closing auction", krx.dynamic_vi_rate(False, "closing_auction"), 0.04),
         ("dynamic VI, KOSPI200, close on expiry", krx.dynamic_vi_rate(True, "closing_auction", True), 0.01),
         (
+            "dynamic VI, KOSDAQ150, close on expiry",
+            krx.dynamic_vi_rate(False, "closing_auction", True, kosdaq150=True),
+            0.01,
+        ),
+        (
             "sell tax KOSPI, sold 2024-12-27 (settles 2025)",
             krx.sell_tax_rate("KOSPI", dt.date(2024, 12, 27)),
             0.0015,
@@ -49,6 +54,16 @@ def _rule_checks() -> list[tuple[str, object, object]]:
             "2024-01-02 opens at",
             krx.session_schedule(dt.date(2024, 1, 2)).continuous_start.time(),
             dt.time(10),
+        ),
+        (
+            "2024-11-14 (수능) opens at",
+            krx.session_schedule(dt.date(2024, 11, 14)).continuous_start.time(),
+            dt.time(10),
+        ),
+        (
+            "2024-11-14 (수능) closing call from",
+            krx.session_schedule(dt.date(2024, 11, 14)).closing_auction_start.time(),
+            dt.time(16, 20),
         ),
         ("2024-09-16 (추석) is a session", krx.is_trading_day(dt.date(2024, 9, 16)), False),
     ]
@@ -81,7 +96,7 @@ def run_session(seed: int, inband_fill: bool = True) -> Exchange:
     )
 
     def at(h: int, m: int, s: int = 0) -> int:
-        return krx.epoch_us(dt.datetime(day.year, day.month, day.day, h, m, s, tzinfo=krx.SEOUL))
+        return krx.at_seoul(day, dt.time(h, m, s))
 
     def flow(n: int, start: int, end: int, around: int, limit_only: bool = False) -> None:
         stream = random_order_stream(

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from market.events.panels import write_panels
 from market.events.table import write_events
+from market.krx.dataset import SUMMARY_FILE, has_vi_flags
 from vicap.settings import get_settings
 
 console = Console()
@@ -23,6 +24,12 @@ def run_events(
             f"[red]{dataset}: needs ticks/ and instruments.parquet (see `vicap generate` / `vicap ingest`)[/]"
         )
         return 2
+    if use_flags and not has_vi_flags(dataset):
+        console.print(
+            f"{dataset} carries no VI flags (its {SUMMARY_FILE} says so): "
+            "detecting VIs by the KRX rules alone"
+        )
+        use_flags = False
     t0 = time.perf_counter()
     with console.status("detecting VIs ..."):
         table, agree = write_events(dataset, out, use_flags)

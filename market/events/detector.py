@@ -5,22 +5,47 @@ live executor (fed from the KIS feed). It works two ways:
 - from the exchange's own flags (``vi_status`` 1 during a VI auction, 2 at its release), as the
   synthetic market and KIS recordings carry them; a flag without the VI's type (KIS H0STMKO0
   without the REST record) starts the VI with a provisional type, settled by the auction's first
-  indicative price;
-- from the KRX rules alone, for vendor files without flags: a single-price print in continuous
-  hours (not the open) ends a call auction, which in continuous hours only a VI starts; the
-  indicative rows before it, or the halt in trading, give its start; the bands against the
-  static and dynamic references give its type.
+  indicative price or else by its uncross print;
+- from the KRX rules alone, for vendor files without flags: a single-price print after the open
+  ends a call auction, which in continuous hours only a VI starts; the indicative rows before it,
+  or the halt in trading, give its start; the bands against the static and dynamic references
+  give its type.
+
+What real data brings, and how it is read (times from the day's ``market.krx`` schedule, so a
+CSAT or new-year day moves them):
+- every call auction ends at a random moment within 30 s: the day's first single-price print up
+  to 30 s after the nominal open is the open, and one up to 30 s after the nominal close is the
+  close, at any microsecond; neither is a VI. A later first print is an opening call extended by
+  a static VI; a later closing print, a closing call extended by a VI;
+- trades outside the regular session (pre-open trades at the previous close from 08:30, the
+  post-close and off-hours sessions from 15:40) print at single prices but set off no VI the
+  rules can tell from their calls: the rules ignore them (flags are followed wherever they are);
+- a trade whose aggressor side is unknown (``SIDE_UNKNOWN``, many vendor files) is a single-price
+  print only where the clock says so (the open's window, the closing call) or, in continuous
+  hours, after a halt of at least a VI auction's length ending in a print at or beyond a band or
+  after indicative prices: continuous trading cannot print across a band;
+- an opening-call VI is static (the dynamic VI does not apply in the opening call); a type the
+  data cannot decide (a print back inside both bands and no other trace) is ``unknown``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from market import krx
+from market.krx.schema import (
+    SIDE_AUCTION,
+    SIDE_UNKNOWN,
+    VI_STATUS_AUCTION,
+    VI_STATUS_RELEASED,
+)
+from market.krx.sessions import EXTENSION_MAX_US, RANDOM_END_US
 
 NO_PRICE = 0
+AUCTION_MIN_US = krx.VI_AUCTION_SECONDS * krx.US_PER_SECOND  # a VI halts trading at least this long
+STATIC_BP = krx.rate_to_bp(krx.STATIC_VI_RATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +57,7 @@ class MarketEvent:
     event_type: str  # trade | book | indicative | status
     price: int
     volume: int
-    side: int  # 0 = single-price (auction) print
+    side: int  # SIDE_BUY, SIDE_SELL, SIDE_AUCTION (single-price print) or SIDE_UNKNOWN
     vi_status: int = -1  # -1: the source carries no VI flags
     vi_type: str = "none"
 
@@ -45,6 +70,20 @@ class StockDay:
     market: str
     kospi200: bool
     base_price: int
+    kosdaq150: bool = False
+    futures_underlying: bool = False
+
+    @classmethod
+    def from_instrument(cls, row: dict) -> StockDay:
+        """From a row of instruments.parquet."""
+        return cls(
+            row["date"],
+            row["market"],
+            row["kospi200"],
+            row["base_price"],
+            row["kosdaq150"],
+            row["futures_underlying"],
+        )
 
 
 @dataclass(slots=True)
@@ -68,37 +107,50 @@ class VIEvent:
 @dataclass(slots=True)
 class _State:
     info: StockDay
-    open_us: int
+    open_us: int  # the opening call's nominal end
     close_start_us: int
-    close_end_us: int
+    close_end_us: int  # the closing call's nominal end
+    after_hours_us: int  # the post-close session's start
+    expiry_day: bool
     static_ref: int
     last_price: int = NO_PRICE
     last_trade_ts: int = 0
     price_before_last_ts: int = NO_PRICE  # the last print stamped before last_trade_ts
-    opened: bool = False
+    opened: bool = False  # the open has printed, or continuous trading has started without it
     active: VIEvent | None = None
-    provisional: bool = False  # the active VI's type awaits its first indicative price
+    provisional: bool = False  # the active VI's type awaits the auction's prices
     first_indicative: tuple[int, int] | None = None  # (ts, price) of the auction's first indicative row
-    emitted: list[VIEvent] = field(default_factory=list)
 
 
-def classify(price: int, static_ref: int, dynamic_ref: int, dynamic_bp: int) -> tuple[str, int]:
-    """The VI type and direction a would-be execution at ``price`` sets off (("none", 0) if none)."""
-    s = krx.band_direction(price, static_ref, krx.rate_to_bp(krx.STATIC_VI_RATE))
-    d = krx.band_direction(price, dynamic_ref, dynamic_bp)
-    vtype = {(True, True): "both", (True, False): "static", (False, True): "dynamic"}.get(
-        (s != 0, d != 0), "none"
-    )
-    return vtype, (d or s)
+def _nearer_edge(static_ref: int, dynamic_ref: int, dynamic_bp: int, direction: int) -> str:
+    """Which band a move in ``direction`` from the dynamic reference reaches first: the would-be
+    price crosses the nearer edge first, so that band fired ("both" when the edges coincide)."""
+    static_edge = static_ref * (10_000 + direction * STATIC_BP)
+    dynamic_edge = dynamic_ref * (10_000 + direction * dynamic_bp)
+    if static_edge == dynamic_edge:
+        return "both"
+    return "static" if (static_edge < dynamic_edge) == (direction > 0) else "dynamic"
 
 
 def infer_type(price: int, static_ref: int, dynamic_ref: int, dynamic_bp: int) -> tuple[str, int]:
-    """:func:`classify` for a VI known to have started: a price back inside both bands (the
-    move that set it off is gone from the data) counts as dynamic, in its direction."""
-    vtype, direction = classify(price, static_ref, dynamic_ref, dynamic_bp)
-    if vtype == "none":
-        return "dynamic", (1 if price >= dynamic_ref else -1)
-    return vtype, direction
+    """The type and direction of a VI known to have started, from a price of its auction (the
+    first indicative price, or else the uncross print) rather than the unseen would-be execution
+    price. A price beyond one band names it; beyond both, the band nearer the dynamic reference
+    fired first; back inside both, the type cannot be decided: ``unknown``, in the direction of
+    the price from the dynamic reference."""
+    s = krx.band_direction(price, static_ref, STATIC_BP)
+    d = krx.band_direction(price, dynamic_ref, dynamic_bp)
+    if s == 0 and d == 0:
+        return "unknown", (1 if price >= dynamic_ref else -1)
+    if s == 0 or d == 0 or s != d:
+        return ("dynamic" if d else "static"), (d or s)
+    return _nearer_edge(static_ref, dynamic_ref, dynamic_bp, d), d
+
+
+def _estimate(lo: int, hi: int, last_trade_ts: int) -> int:
+    """A trigger time known to lie in [lo, hi]: the last print's when it falls there (the order
+    that set off the VI filled its in-band part then), else the middle (within half the span)."""
+    return last_trade_ts if lo <= last_trade_ts <= hi else (lo + hi) // 2
 
 
 class VIDetector:
@@ -122,116 +174,168 @@ class VIDetector:
                 open_us=krx.epoch_us(sched.continuous_start),
                 close_start_us=krx.epoch_us(sched.closing_auction_start),
                 close_end_us=krx.epoch_us(sched.closing_auction_end),
+                after_hours_us=krx.epoch_us(sched.post_close_start),
+                expiry_day=krx.is_derivatives_expiry_day(day),
                 static_ref=info.base_price,
             )
             self._states[ev.stock_code] = st
         return st
 
     def _dynamic_bp(self, st: _State, ts: int) -> int:
+        info = st.info
         session = "closing_auction" if ts >= st.close_start_us else "continuous"
-        expiry = krx.is_derivatives_expiry_day(st.info.day) if session == "closing_auction" else False
-        return krx.rate_to_bp(krx.dynamic_vi_rate(st.info.kospi200, session, expiry))
+        rate = krx.dynamic_vi_rate(
+            info.kospi200,
+            session,
+            st.expiry_day,
+            kosdaq150=info.kosdaq150,
+            futures_underlying=info.futures_underlying,
+        )
+        return krx.rate_to_bp(rate)
+
+    def _dynamic_ref(self, st: _State, trigger_ts: int) -> int:
+        # prints stamped at the trigger instant are the in-band fills of the order that set it off
+        ref = st.price_before_last_ts if st.last_trade_ts == trigger_ts else st.last_price
+        return ref or st.info.base_price
+
+    def _type(self, st: _State, price: int, trigger_ts: int, dynamic_ref: int) -> tuple[str, int]:
+        if not st.opened and trigger_ts <= st.open_us + RANDOM_END_US:
+            # set off in the opening call, where the dynamic VI does not apply
+            return "static", (1 if price >= st.static_ref else -1)
+        return infer_type(price, st.static_ref, dynamic_ref, self._dynamic_bp(st, trigger_ts))
 
     def on_event(self, ev: MarketEvent) -> list[VIEvent]:
         """Returns the VIs that this event starts or releases (a started VI is returned again,
         completed, when it is released)."""
         st = self._state(ev)
         flagged = self._use_flags and ev.vi_status >= 0
-        out = self._on_flags(st, ev) if flagged else self._on_rules(st, ev)
+        if not flagged and (ev.ts >= st.after_hours_us or (ev.event_type == "trade" and ev.ts < st.open_us)):
+            return []  # trades outside the regular session (시간외): no VI the rules can tell
+        single_price = ev.event_type == "trade" and self._single_price(st, ev)
+        out = self._on_flags(st, ev, single_price) if flagged else self._on_rules(st, ev, single_price)
         if ev.event_type == "trade":
-            if ev.side == 0:
+            if single_price:
                 st.static_ref = ev.price  # every single-price auction resets the static reference
-                st.opened = True
+            st.opened = True
             if ev.ts > st.last_trade_ts:
                 st.price_before_last_ts = st.last_price
             st.last_price = ev.price
             st.last_trade_ts = ev.ts
         return out
 
+    def _single_price(self, st: _State, ev: MarketEvent) -> bool:
+        """Whether a trade is a call auction's single-price print (단일가 체결)."""
+        if ev.side == SIDE_AUCTION:
+            return True
+        if ev.side != SIDE_UNKNOWN:
+            return False
+        # no aggressor side in the data: the clock and the halt before the print tell
+        if ev.ts >= st.close_start_us or (not st.opened and ev.ts <= st.open_us + RANDOM_END_US):
+            return True  # the closing call, or the open
+        if ev.vi_status == VI_STATUS_RELEASED and st.active is not None:
+            return True  # flagged as the release of a VI
+        halted = ev.ts - st.last_trade_ts >= AUCTION_MIN_US
+        if not st.opened:  # an opening call extended by a static VI prints 10% from the base price
+            banded = krx.band_direction(ev.price, st.static_ref, STATIC_BP) != 0
+            return halted and banded and ev.ts <= st.open_us + RANDOM_END_US + EXTENSION_MAX_US
+        banded = (
+            krx.band_direction(ev.price, st.static_ref, STATIC_BP) != 0
+            or krx.band_direction(ev.price, st.last_price, self._dynamic_bp(st, ev.ts)) != 0
+        )
+        return halted and (banded or st.first_indicative is not None)
+
     # -------------------------------------------------------------- from the exchange's flags
 
-    def _on_flags(self, st: _State, ev: MarketEvent) -> list[VIEvent]:
-        if ev.vi_status == 1 and st.active is None:
+    def _on_flags(self, st: _State, ev: MarketEvent, single_price: bool) -> list[VIEvent]:
+        if ev.vi_status == VI_STATUS_AUCTION and st.active is None:
             trigger = (
                 ev.price if ev.event_type == "status" and ev.price > 0 else (st.last_price or st.static_ref)
             )
-            # prints stamped at the trigger instant are the in-band fills of the order that set it off
-            dyn = st.price_before_last_ts if st.last_trade_ts == ev.ts else st.last_price
-            dyn = dyn or st.info.base_price
+            dyn = self._dynamic_ref(st, ev.ts)
             if ev.vi_type in ("static", "dynamic", "both"):
                 vtype = ev.vi_type
                 direction = 1 if trigger >= (st.static_ref if vtype != "dynamic" else dyn) else -1
             else:  # a feed that flags the halt but not its type (KIS H0STMKO0 without the REST record)
-                vtype, direction = infer_type(trigger, st.static_ref, dyn, self._dynamic_bp(st, ev.ts))
+                vtype, direction = self._type(st, trigger, ev.ts, dyn)
                 st.provisional = True
             st.active = VIEvent(ev.stock_code, ev.ts, vtype, direction, st.static_ref, dyn, trigger)
             return [st.active]
-        if ev.vi_status == 1 and st.provisional and ev.event_type == "indicative" and ev.price > 0:
+        vi = st.active
+        if vi is None:
+            return []
+        if (
+            ev.vi_status == VI_STATUS_AUCTION
+            and st.provisional
+            and ev.event_type == "indicative"
+            and ev.price
+        ):
             # the auction's first indicative price stands in for the unseen would-be execution price
-            vi = st.active
             vi.trigger_price = ev.price
-            vi.vi_type, vi.direction = infer_type(
-                ev.price, vi.static_ref, vi.dynamic_ref, self._dynamic_bp(st, vi.trigger_ts)
-            )
+            vi.vi_type, vi.direction = self._type(st, ev.price, vi.trigger_ts, vi.dynamic_ref)
             st.provisional = False
             return []
-        if ev.vi_status == 2 and st.active is not None:
-            vi = st.active
+        if ev.vi_status == VI_STATUS_RELEASED:
             vi.release_ts = ev.ts
-            if ev.event_type == "trade" and ev.side == 0:
+            if single_price:
                 vi.auction_price, vi.auction_volume = ev.price, ev.volume
+                if st.provisional:  # no indicative price came: the uncross print is all there is
+                    vi.vi_type, vi.direction = self._type(st, ev.price, vi.trigger_ts, vi.dynamic_ref)
             st.active, st.provisional = None, False
             return [vi]
         return []
 
     # -------------------------------------------------------------- from the rules alone
 
-    def _on_rules(self, st: _State, ev: MarketEvent) -> list[VIEvent]:
-        in_regular_hours = st.open_us < ev.ts
-        # an indicative price in continuous hours means a VI auction (the closing call has its own)
-        in_continuous_hours = in_regular_hours and ev.ts < st.close_start_us
-        if (
-            ev.event_type == "indicative"
-            and in_continuous_hours
-            and st.first_indicative is None
-            and st.opened
-        ):
-            st.first_indicative = (ev.ts, ev.price)
+    def _on_rules(self, st: _State, ev: MarketEvent, single_price: bool) -> list[VIEvent]:
+        if ev.event_type == "indicative":
+            # an indicative price in continuous hours means a VI auction (the calls have their own)
+            if st.opened and ev.ts < st.close_start_us and st.first_indicative is None:
+                st.first_indicative = (ev.ts, ev.price)
             return []
-        if not (ev.event_type == "trade" and ev.side == 0 and in_regular_hours):
-            if ev.event_type == "trade" and ev.side != 0:
-                st.first_indicative = None  # continuous trading again: no auction was running
+        if ev.event_type != "trade":
             return []
-        # a single-price print after the open: the end of a VI auction, unless it is the regular
-        # close (which only counts when a VI merged into it or extended it)
-        at_close = ev.ts >= st.close_end_us
-        extended_close = ev.ts > st.close_end_us + krx.RANDOM_END_MAX_SECONDS * 1_000_000
-        if at_close and not extended_close and st.first_indicative is None:
+        if not single_price:
+            st.first_indicative = None  # continuous trading again: no auction was running
             return []
-        if not st.opened:  # an opening call extended by a static VI
-            trigger_ts, trigger_price = st.open_us, ev.price
-        elif extended_close:
-            trigger_ts, trigger_price = st.close_end_us, ev.price
-        elif st.first_indicative is not None:
-            trigger_ts, trigger_price = st.first_indicative
-        else:
-            trigger_ts, trigger_price = st.last_trade_ts, ev.price
-        dyn = st.last_price or st.info.base_price
-        vtype, direction = infer_type(trigger_price, st.static_ref, dyn, self._dynamic_bp(st, trigger_ts))
-        vi = VIEvent(
+        vi = self._auction_ended(st, ev)
+        st.first_indicative = None
+        return [vi] if vi is not None else []
+
+    def _auction_ended(self, st: _State, ev: MarketEvent) -> VIEvent | None:
+        """The VI that a single-price print releases, or None for the open and the close."""
+        ts = ev.ts
+        if not st.opened and ts <= st.open_us + RANDOM_END_US:
+            return None  # the open, at its random end
+        if st.close_start_us <= ts <= st.close_end_us + RANDOM_END_US and st.first_indicative is None:
+            return None  # the close, at its random end (a VI seen running merged into it)
+        if st.first_indicative is not None:
+            trigger_ts, observed = st.first_indicative
+        elif not st.opened and ts <= st.open_us + RANDOM_END_US + EXTENSION_MAX_US:
+            # an opening call extended by a static VI set off at the open's random end
+            lo = max(st.open_us, ts - EXTENSION_MAX_US)
+            hi = min(st.open_us + RANDOM_END_US, ts - AUCTION_MIN_US)
+            trigger_ts, observed = _estimate(lo, hi, st.last_trade_ts), ev.price
+        elif ts > st.close_end_us + RANDOM_END_US:  # a closing call extended by a VI at its random end
+            lo = max(st.close_end_us, ts - EXTENSION_MAX_US)
+            hi = min(st.close_end_us + RANDOM_END_US, ts - AUCTION_MIN_US)
+            trigger_ts, observed = _estimate(lo, hi, st.last_trade_ts), ev.price
+        else:  # a VI in continuous hours: it halted trading 2 minutes plus up to 30 s before the print
+            trigger_ts = _estimate(ts - EXTENSION_MAX_US, ts - AUCTION_MIN_US, st.last_trade_ts)
+            observed = ev.price
+        dyn = self._dynamic_ref(st, trigger_ts)
+        vtype, direction = self._type(st, observed, trigger_ts, dyn)
+        return VIEvent(
             ev.stock_code,
             trigger_ts,
             vtype,
             direction,
             st.static_ref,
             dyn,
-            trigger_price,
-            release_ts=ev.ts,
+            observed,
+            release_ts=ts,
             auction_price=ev.price,
             auction_volume=ev.volume,
         )
-        st.first_indicative = None
-        return [vi]
 
 
 def completed(events: Iterator[VIEvent] | list[VIEvent]) -> list[VIEvent]:

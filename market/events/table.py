@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, completed
+from market.krx.dataset import read_instruments, read_summary
 from market.krx.schema import TIMESTAMP
 
 EVENT_SCHEMA = pa.schema(
@@ -43,10 +43,9 @@ _DETECTOR_COLUMNS = [
 
 
 def load_stock_days(instruments_path: Path) -> dict[tuple[str, dt.date], StockDay]:
-    t = pq.read_table(instruments_path).to_pylist()
     return {
-        (r["stock_code"], r["date"]): StockDay(r["date"], r["market"], r["kospi200"], r["base_price"])
-        for r in t
+        (r["stock_code"], r["date"]): StockDay.from_instrument(r)
+        for r in read_instruments(instruments_path).to_pylist()
     }
 
 
@@ -160,7 +159,7 @@ def log_tolerance_s(root: Path, use_flags: bool = True) -> float:
     """How far a detected trigger may sit from the logged one: flags time a VI exactly, to the
     source's resolution (KIS stamps whole seconds and its VI status push carries no time at all,
     so its receive second stands in); the rules alone place it within the auction's first half minute."""
-    whole_seconds = _summary(root).get("format") == "kis-log"
+    whole_seconds = read_summary(root).get("format") == "kis-log"
     return (1.0 if whole_seconds else 0.0) if use_flags else 30.0
 
 
@@ -172,8 +171,3 @@ def write_events(root: Path, out_dir: Path, use_flags: bool = True) -> tuple[pa.
     if not log_path.exists():
         return table, None
     return table, agreement(table, pq.read_table(log_path), log_tolerance_s(root, use_flags))
-
-
-def _summary(root: Path) -> dict:
-    path = root / "ingest_summary.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -35,6 +35,8 @@ class Instrument:
     stock_name: str
     market: str  # KOSPI | KOSDAQ
     kospi200: bool = False
+    kosdaq150: bool = False
+    futures_underlying: bool = False  # 주식선물 기초자산
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ExchangeConfig:
     emit_book: bool = True  # emit a book (or indicative) row after every accepted order or cancel
     record_fills: bool = True  # keep per-order fills (the execution model needs them)
     expiry_day: bool | None = None  # derivatives expiry (1% closing band); None: from the calendar
+    opening_random_end: bool = True  # the opening call ends at a random moment within 30 s, as KRX's does
 
 
 class Exchange:
@@ -74,6 +77,9 @@ class Exchange:
         rng = np.random.default_rng(seed)
         close_delay, *_ = krx.random_end_delays_us(rng, 1)
         self._delays = krx.random_end_delays_us(rng, 1024)
+        open_delay, *_ = krx.random_end_delays_us(rng, 1)  # drawn last: the other draws stay as they were
+        if not self.config.opening_random_end:
+            open_delay = 0
         expiry = self.config.expiry_day
         if expiry is None:
             expiry = krx.is_derivatives_expiry_day(day)
@@ -86,14 +92,20 @@ class Exchange:
         S[k.S_BASE_PRICE] = S[k.S_STATIC_REF] = S[k.S_DYNAMIC_REF] = self.base_price
         S[k.S_T_PREOPEN] = krx.epoch_us(self.schedule.opening_auction_start)
         S[k.S_T_INDICATIVE] = krx.epoch_us(self.schedule.indicative_from)
-        S[k.S_T_OPEN] = krx.epoch_us(self.schedule.continuous_start)
+        S[k.S_T_OPEN] = krx.epoch_us(self.schedule.continuous_start) + open_delay
         S[k.S_T_CLOSE_START] = krx.epoch_us(self.schedule.closing_auction_start)
         S[k.S_T_CLOSE_END] = krx.epoch_us(self.schedule.closing_auction_end) + close_delay
         S[k.S_T_VI_END] = 1 << 62
         S[k.S_STATIC_BP] = krx.rate_to_bp(krx.STATIC_VI_RATE)
         S[k.S_DYNAMIC_BP] = krx.rate_to_bp(krx.dynamic_vi_rate(instrument.kospi200, "continuous"))
         S[k.S_DYNAMIC_BP_CLOSE] = krx.rate_to_bp(
-            krx.dynamic_vi_rate(instrument.kospi200, "closing_auction", expiry_day=expiry)
+            krx.dynamic_vi_rate(
+                instrument.kospi200,
+                "closing_auction",
+                expiry_day=expiry,
+                kosdaq150=instrument.kosdaq150,
+                futures_underlying=instrument.futures_underlying,
+            )
         )
         S[k.S_INBAND_FILL] = int(self.config.vi_inband_fill)
         S[k.S_EMIT_BOOK] = int(self.config.emit_book)
@@ -234,6 +246,11 @@ class Exchange:
         return int(self._S[k.S_NEXT_ID])
 
     @property
+    def opening_auction_end_us(self) -> int:
+        """When the opening call ends: the nominal open plus its random end (랜덤엔드)."""
+        return int(self._S[k.S_T_OPEN])
+
+    @property
     def static_reference(self) -> int:
         """정적 VI 기준가격: the base price before the open, then the latest single-price auction."""
         return int(self._S[k.S_STATIC_REF])
@@ -306,9 +323,11 @@ class Exchange:
         out = self.raw_events()
         n = len(out)
         ts = out[:, k.C_TS]
+        # by the clock, except what the engine knows better: the opening call runs until its
+        # random end, and the day is closed once the closing call has uncrossed
         session = self.schedule.session_labels(ts)
-        closed = out[:, k.C_PHASE] == k.PH_CLOSED
-        session[closed] = "closed"
+        session[out[:, k.C_PHASE] == k.PH_PREOPEN] = "opening_auction"
+        session[out[:, k.C_PHASE] == k.PH_CLOSED] = "closed"
         vi_type = np.asarray(VI_TYPES, dtype=object)[out[:, k.C_VI_TYPE]]
         direction = np.where(out[:, k.C_VI_DIR] > 0, "up", "down")
         vi_reason = np.where(out[:, k.C_VI_STATUS] > 0, vi_type + "_" + direction, "")

@@ -21,10 +21,18 @@ import pyarrow.parquet as pq
 from market import krx
 from market.kis import formats as kis
 from market.kis.ingest import STOCKS_FILE
+from market.krx.dataset import MEMBERSHIP, IngestError
 
 MAX_BATCH = 10  # records per frame when several arrive at one instant (the open, the close)
 PING_EVERY_US = 100_000_000  # KIS sends a PINGPONG heartbeat about every 100 s
-SESSION_CODE = {"opening_auction": "10", "continuous": "20", "closing_auction": "30", "closed": "40"}
+SESSION_CODE = {  # vicap's own codes for NEW_MKOP_CLS_CODE / MKOP_CLS_CODE, one per session label
+    "opening_auction": "10",
+    "continuous": "20",
+    "closing_auction": "30",
+    "closed": "40",
+    "post_close": "50",
+    "off_hours": "60",
+}
 
 
 def _sign(change: int) -> str:
@@ -48,6 +56,7 @@ def stock_records(
     bid1 = ask1 = bidq1 = askq1 = 0
     program = 0
     last_price = before_last = last_ts = 0
+    vi_running = False
     for i, ts in enumerate(ts_us):
         kind, price, hhmmss = cols["event_type"][i], cols["price"][i], krx.hhmmss(ts)
         if cols["program_net_buy"][i] != program:
@@ -56,6 +65,11 @@ def stock_records(
             out.append((ts, kis.PROGRAM, rec | {"WHOL_NTBY_QTY": program}))
         if kind == "trade":
             volume, side = cols["volume"][i], cols["side"][i]
+            if side not in kis.CCLD_DVSN_BY_SIDE:
+                raise IngestError(
+                    f"stock {code} at {krx.from_us(ts)}: a trade without an aggressor side has no "
+                    f"CCLD_DVSN code; only data with sides can be written as KIS frames"
+                )
             open_ = open_ or price
             high, low = max(high, price), min(low or price, price)
             value += price * volume
@@ -123,7 +137,8 @@ def stock_records(
                 "EXCH_CLS_CODE": "KRX",
             }
             out.append((ts, kis.MARKET_OP, rec))
-            if on:
+            # a VI still running when the closing call starts is flagged again then: one record
+            if on and not vi_running:
                 dynamic_ref = (before_last if last_ts == ts else last_price) or base
                 vi_rows.append(
                     {
@@ -134,6 +149,7 @@ def stock_records(
                         "dynamic_ref": dynamic_ref,
                     }
                 )
+            vi_running = on
     return out, vi_rows
 
 
@@ -245,8 +261,15 @@ def export_recording(
         ),
         encoding="utf-8",
     )
-    stock_rows = ["stock_code,stock_name,market,kospi200"] + [
-        f"{c},{inst.loc[c, 'stock_name']},{inst.loc[c, 'market']},{'Y' if inst.loc[c, 'kospi200'] else 'N'}"
+    stock_rows = [",".join(("stock_code", "stock_name", "market", *MEMBERSHIP))] + [
+        ",".join(
+            (
+                c,
+                inst.loc[c, "stock_name"],
+                inst.loc[c, "market"],
+                *("YN"[not inst.loc[c, m]] for m in MEMBERSHIP),
+            )
+        )
         for c in codes
     ]
     (out / STOCKS_FILE).write_text("\n".join(stock_rows) + "\n", encoding="utf-8")

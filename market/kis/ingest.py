@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from market import krx
 from market.kis import formats as kis
-from market.krx.dataset import IngestError, write_ticks
+from market.krx.dataset import MEMBERSHIP, SUMMARY_FILE, IngestError, is_yes, write_ticks
 from market.krx.schema import (
     INSTRUMENT_SCHEMA,
     RECV_TS_FIELD,
@@ -118,7 +118,9 @@ def _open_text(path: Path):
 
 
 def load_stocks(path: Path) -> dict[str, dict]:
-    """The stock list (stock_code, stock_name, market, kospi200) a recording was made for."""
+    """The stock list (stock_code, stock_name, market, kospi200) a recording was made for; the
+    optional columns kosdaq150 and futures_underlying (Y/N) mark the other members of the expiry
+    day's 1% closing band (absent: not a member)."""
     if not path.exists():
         raise IngestError(
             f"{path}: kis-log needs the stock list (stock_code, stock_name, market, kospi200) "
@@ -136,7 +138,7 @@ def load_stocks(path: Path) -> dict[str, dict]:
         stocks[code] = {
             "stock_name": r["stock_name"],
             "market": r["market"],
-            "kospi200": r["kospi200"].strip().upper() in ("Y", "1", "TRUE"),
+            **{m: is_yes(r.get(m, "N")) for m in MEMBERSHIP},
         }
     return stocks
 
@@ -436,7 +438,7 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
                 i, name, table[name].cast(pa.timestamp("us")).cast(VI_LOG_SCHEMA.field(name).type)
             )
         pq.write_table(table.select(VI_LOG_SCHEMA.names).cast(VI_LOG_SCHEMA), out / "vi_log.parquet")
-    (out / "ingest_summary.json").write_text(
+    (out / SUMMARY_FILE).write_text(
         json.dumps(
             {
                 "format": "kis-log",

@@ -10,8 +10,10 @@ here. Source of every number: ``shared/docs/krx-market-rules.md``.
 """
 
 from market.krx.calendar import (
+    CSAT_DAYS,
     SETTLEMENT_LAG_SESSIONS,
     derivatives_expiry_day,
+    is_csat_day,
     is_derivatives_expiry_day,
     is_first_trading_day_of_year,
     is_trading_day,
@@ -57,6 +59,7 @@ from market.krx.prices import (
 )
 from market.krx.sessions import (
     RANDOM_END_MAX_SECONDS,
+    SESSIONS,
     SessionSchedule,
     random_end_delays_us,
     session_labels_by_day,
@@ -72,6 +75,7 @@ from market.krx.vi import (
 )
 
 __all__ = [
+    "CSAT_DAYS",
     "DAILY_LIMIT_RATE_PCT",
     "DEFAULT_BROKERAGE_RATE",
     "FUND_MARKETS",
@@ -79,6 +83,7 @@ __all__ = [
     "RANDOM_END_MAX_SECONDS",
     "SELL_TAX_BY_YEAR",
     "SEOUL",
+    "SESSIONS",
     "SETTLEMENT_LAG_SESSIONS",
     "STATIC_VI_RATE",
     "TICK_TABLE_FUND",
@@ -100,6 +105,7 @@ __all__ = [
     "floor_to_tick",
     "from_us",
     "hhmmss",
+    "is_csat_day",
     "is_derivatives_expiry_day",
     "is_first_trading_day_of_year",
     "is_on_grid",

@@ -1,5 +1,6 @@
 """The KRX trading calendar: XKRX sessions from ``exchange-calendars`` (holidays), settlement
-(T+2) and the equity-derivatives expiry days. Session *times* live in ``market.krx.sessions``."""
+(T+2), the equity-derivatives expiry days and the CSAT days. Session *times* live in
+``market.krx.sessions``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,28 @@ if TYPE_CHECKING:
     import exchange_calendars
 
 SETTLEMENT_LAG_SESSIONS = 2  # T+2
+
+# 대학수학능력시험 (CSAT) days: KRX moves every session one hour later. XKRX does not encode it (its
+# 2024-11-14 opens at 09:00), so this table is the one place that does. Sources:
+# shared/docs/krx-market-rules.md (2019-11-14, 2020-12-03, 2021-11-18, 2022-11-17, 2023-11-16,
+# 2024-11-14, 2025-11-13) and KRX's announcements as reported for the years before:
+# 2014-11-13 (m.ajunews.com/view/20141113084735267), 2016-11-17
+# (moneys.co.kr/article/2016111707198088217), 2018-11-15 (sobilife.com/news/articleView.html?idxno=16270).
+# A year missing here (2015, 2017, 2026 on) is taken as a regular day until its date is added.
+CSAT_DAYS: frozenset[dt.date] = frozenset(
+    {
+        dt.date(2014, 11, 13),
+        dt.date(2016, 11, 17),
+        dt.date(2018, 11, 15),
+        dt.date(2019, 11, 14),
+        dt.date(2020, 12, 3),
+        dt.date(2021, 11, 18),
+        dt.date(2022, 11, 17),
+        dt.date(2023, 11, 16),
+        dt.date(2024, 11, 14),
+        dt.date(2025, 11, 13),
+    }
+)
 
 
 @lru_cache(maxsize=1)
@@ -67,3 +90,8 @@ def derivatives_expiry_day(year: int, month: int) -> dt.date:
 
 def is_derivatives_expiry_day(day: dt.date) -> bool:
     return derivatives_expiry_day(day.year, day.month) == day
+
+
+def is_csat_day(day: dt.date) -> bool:
+    """A CSAT day (수능일): every session one hour later (see :data:`CSAT_DAYS`)."""
+    return day in CSAT_DAYS

@@ -5,6 +5,7 @@ vendor and KIS importers) and every reader (events, panels, features) goes throu
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market.krx.schema import TICK_SCHEMA
+from market.krx.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, SchemaMismatch, check_table
+
+# instrument flags of index and futures membership (the 1% closing band of expiry days)
+MEMBERSHIP = ("kospi200", "kosdaq150", "futures_underlying")
+SUMMARY_FILE = "ingest_summary.json"
 
 
 class IngestError(ValueError):
@@ -22,6 +27,33 @@ class IngestError(ValueError):
 def tick_file(root: Path, day: dt.date, stock_code: str) -> Path:
     """``root/ticks/date=YYYY-MM-DD/<code>.parquet``: one stock-day."""
     return Path(root) / "ticks" / f"date={day.isoformat()}" / f"{stock_code}.parquet"
+
+
+def is_yes(text: object) -> bool:
+    """A membership flag as vendors and hand-written lists spell it: Y/N, 1/0, true/false."""
+    return str(text).strip().upper() in ("Y", "1", "TRUE")
+
+
+def read_instruments(path: Path) -> pa.Table:
+    """``instruments.parquet``, checked against its schema (the error names the column)."""
+    table = pq.read_table(path)
+    try:
+        check_table(table, INSTRUMENT_SCHEMA, source=str(path))
+    except SchemaMismatch as exc:
+        raise IngestError(str(exc)) from exc
+    return table
+
+
+def read_summary(root: Path) -> dict:
+    """What the importer recorded of a dataset (``ingest_summary.json``; {} for generated data)."""
+    path = Path(root) / SUMMARY_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def has_vi_flags(root: Path) -> bool:
+    """Whether a dataset's ticks carry the exchange's VI flags (``vi_status``): generated data and
+    KIS recordings do, a vendor file only when its mapping names them."""
+    return bool(read_summary(root).get("has_vi_flags", True))
 
 
 def ticks_glob(root: Path) -> str:

@@ -12,9 +12,15 @@ TIMESTAMP = pa.timestamp("us", tz="Asia/Seoul")
 BOOK_LEVELS = 10
 
 EVENT_TYPES = ("trade", "book", "indicative", "status")
-VI_TYPES = ("none", "static", "dynamic", "both")  # KIS vi_kind_code 1/2/3 for the last three
-SESSIONS = ("closed", "opening_auction", "continuous", "closing_auction")
+# KIS vi_kind_code 1/2/3 for static, dynamic, both; "unknown": a VI whose type the data cannot decide
+VI_TYPES = ("none", "static", "dynamic", "both", "unknown")
+EVENT_VI_TYPES = VI_TYPES[1:]  # a detected VI has a type, or says it is unknown
+LOGGED_VI_TYPES = ("static", "dynamic", "both")  # the exchange's own record always has one
 VI_STATUS_NORMAL, VI_STATUS_AUCTION, VI_STATUS_RELEASED = 0, 1, 2
+# The aggressor side of a trade. Single-price (call-auction) prints have no aggressor; vendor files
+# often carry no side at all, which is its own value: an unknown side is never an auction print.
+SIDE_BUY, SIDE_SELL, SIDE_AUCTION, SIDE_UNKNOWN = 1, -1, 0, 2
+SIDES = {"buy": SIDE_BUY, "sell": SIDE_SELL, "auction": SIDE_AUCTION, "unknown": SIDE_UNKNOWN}
 
 
 def _book_fields() -> list[pa.Field]:
@@ -39,18 +45,18 @@ TICK_SCHEMA = pa.schema(
         pa.field("price", pa.int64(), nullable=False),  # KRW; trade price, indicative price, or 0
         pa.field("volume", pa.int64(), nullable=False),  # 체결량, or indicative quantity
         pa.field("cum_volume", pa.int64(), nullable=False),  # 누적거래량 today
-        pa.field("side", pa.int8(), nullable=False),  # 1 buy aggressor, -1 sell aggressor, 0 auction
+        pa.field("side", pa.int8(), nullable=False),  # 1 buy, -1 sell aggressor, 0 auction, 2 unknown
         *_book_fields(),  # 10-level 호가 (0 where a level is empty)
         pa.field("program_net_buy", pa.int64(), nullable=False),  # 프로그램 순매수, cumulative shares
         pa.field("institution_net", pa.int64(), nullable=False),  # 기관, as last published
         pa.field("foreign_net", pa.int64(), nullable=False),  # 외국인
         pa.field("individual_net", pa.int64(), nullable=False),  # 개인
         pa.field("vi_status", pa.int8(), nullable=False),  # 0 normal, 1 VI auction, 2 release instant
-        pa.field("vi_type", pa.string(), nullable=False),  # none | static | dynamic | both
+        pa.field("vi_type", pa.string(), nullable=False),  # none | static | dynamic | both | unknown
         pa.field("vi_reason", pa.string(), nullable=False),
         pa.field("news_flag", pa.bool_(), nullable=False),
         pa.field("disclosure_flag", pa.bool_(), nullable=False),  # 공시
-        pa.field("session", pa.string(), nullable=False),
+        pa.field("session", pa.string(), nullable=False),  # market.krx.sessions.SESSIONS, by the clock
     ]
 )
 
@@ -66,6 +72,9 @@ INSTRUMENT_SCHEMA = pa.schema(
         pa.field("stock_name", pa.string(), nullable=False),
         pa.field("market", pa.string(), nullable=False),
         pa.field("kospi200", pa.bool_(), nullable=False),
+        # index constituents and single-stock-futures underlyings: a 1% closing band on expiry days
+        pa.field("kosdaq150", pa.bool_(), nullable=False),
+        pa.field("futures_underlying", pa.bool_(), nullable=False),  # 주식선물 기초자산
         pa.field("base_price", pa.int64(), nullable=False),  # 기준가, normally the previous close
     ]
 )

@@ -11,16 +11,24 @@ VI_AUCTION_SECONDS = 120  # a VI is a 2-minute single-price call auction
 VI_SESSIONS = ("continuous", "closing_auction", "off_hours")
 
 
-def dynamic_vi_rate(kospi200: bool, session: str, expiry_day: bool = False) -> float:
+def dynamic_vi_rate(
+    kospi200: bool,
+    session: str,
+    expiry_day: bool = False,
+    *,
+    kosdaq150: bool = False,
+    futures_underlying: bool = False,
+) -> float:
     """동적 VI band for a stock: KOSPI200 members 3% / 2% (closing auction) / 3% (off hours), all
-    others 6% / 4% / 6%. On a derivatives expiry day the closing-auction band of KOSPI200 members
-    (the index constituents and single-stock-futures underlyings we can identify) is 1%."""
+    others (KOSDAQ150 members too) 6% / 4% / 6%. On a derivatives expiry day the closing-auction
+    band is 1% for index constituents (KOSPI200, KOSDAQ150) and single-stock-futures underlyings
+    (주식선물 기초자산)."""
     if session not in VI_SESSIONS:
         raise ValueError(f"unknown session {session!r}: expected one of {VI_SESSIONS}")
     if session == "closing_auction":
-        if kospi200:
-            return 0.01 if expiry_day else 0.02
-        return 0.04
+        if expiry_day and (kospi200 or kosdaq150 or futures_underlying):
+            return 0.01
+        return 0.02 if kospi200 else 0.04
     return 0.03 if kospi200 else 0.06
 
 

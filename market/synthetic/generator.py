@@ -77,6 +77,8 @@ class StockSpec:
     stock_name: str
     market: str
     kospi200: bool
+    kosdaq150: bool
+    futures_underlying: bool
     first_base_price: int
     activity: float  # orders per second of noise flow at mid-day
     lp_value: float  # KRW quoted per LP level
@@ -85,12 +87,20 @@ class StockSpec:
 
     @property
     def instrument(self) -> Instrument:
-        return Instrument(self.stock_code, self.stock_name, self.market, self.kospi200)
+        return Instrument(
+            self.stock_code,
+            self.stock_name,
+            self.market,
+            self.kospi200,
+            self.kosdaq150,
+            self.futures_underlying,
+        )
 
 
 def make_universe(n_stocks: int, seed: int, on: dt.date) -> list[StockSpec]:
-    """KOSPI and KOSDAQ names across the tick bands (about 1,000 to 800,000 KRW); KOSPI200
-    members are the larger, busier KOSPI names."""
+    """KOSPI and KOSDAQ names across the tick bands (about 1,000 to 800,000 KRW); KOSPI200 and
+    KOSDAQ150 members are the larger, busier names of their market, and the largest of all
+    underlie single-stock futures."""
     rng = np.random.default_rng([seed, 0xC0DE])
     codes = rng.choice(np.arange(1_000, 99_999), size=n_stocks, replace=False) * 10
     names: set[str] = set()
@@ -112,6 +122,8 @@ def make_universe(n_stocks: int, seed: int, on: dt.date) -> list[StockSpec]:
                 stock_name=name,
                 market=market,
                 kospi200=kospi200,
+                kosdaq150=market == "KOSDAQ" and size > 0.5,
+                futures_underlying=size > 0.75,
                 first_base_price=krx.floor_to_tick(int(price), market, on),
                 activity=activity,
                 lp_value=float(np.exp(rng.normal(np.log(8e6) + 1.5 * size, 0.4))),
@@ -249,10 +261,7 @@ def simulate_stock_day(
     t_start = krx.epoch_us(schedule.opening_auction_start)
     t_end = t_start + SECONDS_FROM_0830 * 1_000_000
     pub = np.array(
-        [
-            krx.epoch_us(dt.datetime(day.year, day.month, day.day, h, m, tzinfo=krx.SEOUL))
-            for h, m in INVESTOR_PUBLICATIONS
-        ],
+        [krx.at_seoul(day, dt.time(h, m)) for h, m in INVESTOR_PUBLICATIONS],
         dtype=np.int64,
     )
     exchange_seed = int(rng.integers(0, 2**31 - 1))
@@ -443,7 +452,7 @@ def generate(
             plan = make_day_plan(day, seed, d)
             base = [krx.floor_to_tick(b, s.market, day) for b, s in zip(base, universe, strict=True)]
             instruments += [
-                (day, s.stock_code, s.stock_name, s.market, s.kospi200, b)
+                (day, s.stock_code, s.stock_name, s.market, s.kospi200, s.kosdaq150, s.futures_underlying, b)
                 for s, b in zip(universe, base, strict=True)
             ]
             tasks = [

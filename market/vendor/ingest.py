@@ -21,13 +21,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from market import krx
-from market.krx.dataset import IngestError, write_ticks
-from market.krx.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, VI_TYPES
+from market.krx.dataset import (
+    MEMBERSHIP,
+    SUMMARY_FILE,
+    IngestError,
+    is_yes,
+    read_instruments,
+    write_ticks,
+)
+from market.krx.schema import INSTRUMENT_SCHEMA, SIDE_UNKNOWN, SIDES, TICK_SCHEMA, VI_TYPES
 
 ENCODINGS = ("utf-8", "cp949")
 DEFAULTS: dict[str, object] = {
     "event_type": "trade",
-    "side": 0,
+    "side": SIDE_UNKNOWN,  # a file without sides: never taken for single-price prints
     "vi_status": 0,
     "vi_type": "none",
     "vi_reason": "",
@@ -56,9 +63,25 @@ class Mapping(BaseModel):
     encoding: str = "auto"  # utf-8 | cp949 | auto (try both)
     timestamp: TimestampSpec
     columns: dict[str, str]  # vicap column -> source column
-    values: dict[str, dict[str, object]] = Field(default_factory=dict)  # vicap column -> {source text: value}
+    # vicap column -> {source text: value}; a side may be named (buy, sell, auction, unknown)
+    values: dict[str, dict[str, object]] = Field(default_factory=dict)
     base_price: str | None = None  # source column of 기준가 (else the previous day's last trade)
-    kospi200: str | None = None  # source column of KOSPI200 membership (Y/N, 1/0, true/false)
+    # source columns of index and futures membership (Y/N, 1/0, true/false); absent: not a member
+    kospi200: str | None = None
+    kosdaq150: str | None = None
+    futures_underlying: str | None = None  # 주식선물 기초자산
+
+    def instrument_columns(self) -> dict[str, str]:
+        """vicap instrument column -> source column, for those the layout carries."""
+        named = {"base_price": self.base_price, **{m: getattr(self, m) for m in MEMBERSHIP}}
+        return {k: v for k, v in named.items() if v}
+
+    def translations(self) -> dict[str, dict[str, object]]:
+        """``values`` with side names as their codes: {vicap column: {source text: vicap value}}."""
+        return {
+            column: {str(text): SIDES.get(v, v) if column == "side" else v for text, v in table.items()}
+            for column, table in self.values.items()
+        }
 
     @classmethod
     def load(cls, path: Path) -> Mapping:
@@ -110,7 +133,7 @@ def convert(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows in the tick schema's types, quarantined raw rows with a ``reason``); with
     ``known_codes``, a stock outside them is quarantined too."""
-    needed = [*mapping.timestamp.columns, *mapping.columns.values()]
+    needed = [*mapping.timestamp.columns, *mapping.columns.values(), *mapping.instrument_columns().values()]
     missing = [c for c in needed if c not in raw.columns]
     if missing:
         raise IngestError(
@@ -118,6 +141,7 @@ def convert(
         )
     out = pd.DataFrame(index=raw.index)
     reason = pd.Series("", index=raw.index)
+    translations = mapping.translations()
 
     def reject(mask: pd.Series, why: str) -> None:
         reason[mask & (reason == "")] = why
@@ -128,8 +152,8 @@ def convert(
     out["timestamp"] = ts.dt.tz_localize(mapping.timestamp.timezone, nonexistent="NaT", ambiguous="NaT")
     for column, src in mapping.columns.items():
         values = raw[src].astype(str).str.strip()
-        if column in mapping.values:
-            table = {str(k): v for k, v in mapping.values[column].items()}
+        if column in translations:
+            table = translations[column]
             unknown = ~values.isin(table.keys())
             reject(unknown, f"{column}: unknown value in {src!r}")
             values = values.map(table)
@@ -183,23 +207,14 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
     and ``out/quarantine/ingest/``; returns the counts."""
     report = IngestReport()
     frames = []
-    known = (
-        set(pq.read_table(instruments, columns=["stock_code"])["stock_code"].to_pylist())
-        if instruments
-        else None
-    )
+    known = set(read_instruments(instruments)["stock_code"].to_pylist()) if instruments else None
     for path in sources:
         raw = read_source(path, mapping)
         report.files += 1
         report.rows_in += len(raw)
         good, bad = convert(raw, mapping, path.name, known)
-        extra = {
-            k: raw.loc[good.index, v]
-            for k, v in (("base_price", mapping.base_price), ("kospi200", mapping.kospi200))
-            if v
-        }
-        for k, v in extra.items():
-            good[k] = v
+        for column, source in mapping.instrument_columns().items():
+            good[column] = raw.loc[good.index, source]
         frames.append(good)
         if len(bad):
             target = out / "quarantine" / "ingest" / f"{path.stem}.parquet"
@@ -217,7 +232,7 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
     inst = _instruments(df, instruments)
     report.stock_days, _ = write_ticks(df, out)
     pq.write_table(inst, out / "instruments.parquet")
-    (out / "ingest_summary.json").write_text(
+    (out / SUMMARY_FILE).write_text(
         json.dumps(
             {
                 "mapping": mapping.name,
@@ -235,10 +250,14 @@ def ingest(sources: list[Path], mapping: Mapping, out: Path, instruments: Path |
     return report
 
 
-def to_vendor_layout(ticks: pd.DataFrame, mapping: Mapping, base_price: int, kospi200: bool) -> pd.DataFrame:
-    """Ticks of one stock-day in ``mapping``'s vendor layout (the inverse of :func:`convert`):
-    for round-trip checks and for handing data to tools that read vendor exports."""
-    inverse = {col: {v: k for k, v in table.items() if k != ""} for col, table in mapping.values.items()}
+def to_vendor_layout(ticks: pd.DataFrame, mapping: Mapping, instrument: dict) -> pd.DataFrame:
+    """Ticks of one stock-day (``instrument``: its instruments.parquet row) in ``mapping``'s vendor
+    layout, the inverse of :func:`convert`: for round-trip checks and for handing data to tools
+    that read vendor exports. A value several source texts translate to is written as the first."""
+    inverse: dict[str, dict] = {}
+    for column, table in mapping.translations().items():
+        for text, value in table.items():
+            inverse.setdefault(column, {}).setdefault(value, text)
     out = pd.DataFrame(index=ticks.index)
     local = ticks["timestamp"].dt.tz_convert(mapping.timestamp.timezone)
     # the timestamp columns are joined with a space before parsing: split the format the same way
@@ -246,16 +265,15 @@ def to_vendor_layout(ticks: pd.DataFrame, mapping: Mapping, base_price: int, kos
         out[column] = local.dt.strftime(fmt)
     for column, source in mapping.columns.items():
         out[source] = ticks[column].map(inverse[column]) if column in inverse else ticks[column]
-    if mapping.base_price:
-        out[mapping.base_price] = base_price
-    if mapping.kospi200:
-        out[mapping.kospi200] = "Y" if kospi200 else "N"
+    for column, source in mapping.instrument_columns().items():
+        value = instrument[column]
+        out[source] = ("Y" if value else "N") if column in MEMBERSHIP else value
     return out
 
 
 def _instruments(df: pd.DataFrame, given: Path | None) -> pa.Table:
     if given is not None:
-        return pq.read_table(given)
+        return read_instruments(given)
     rows = []
     day = df["timestamp"].dt.date
     for code, g in df.groupby("stock_code"):
@@ -271,14 +289,13 @@ def _instruments(df: pd.DataFrame, given: Path | None) -> pa.Table:
                     f"stock {code} on {d}: no 기준가 (map `base_price:`) and no previous day "
                     f"to take it from; pass --instruments"
                 )
-            k200 = str(first.get("kospi200", "N")).strip().upper() in ("Y", "1", "TRUE")
             rows.append(
                 {
                     "date": d,
                     "stock_code": code,
                     "stock_name": str(first["stock_name"]),
                     "market": str(first["market"]),
-                    "kospi200": k200,
+                    **{m: is_yes(first.get(m, "N")) for m in MEMBERSHIP},
                     "base_price": base,
                 }
             )

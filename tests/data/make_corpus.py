@@ -118,7 +118,7 @@ def bad_vendor_files(raw: Path) -> None:
     ticks = pq.read_table(raw / "ticks" / f"date={DAY}" / f"{CALM_STOCK}.parquet").to_pandas()
     opened = ticks.index[ticks["session"] == "continuous"][0]
     ticks = ticks.loc[opened - 100 : opened + 299].reset_index(drop=True)
-    vendor = to_vendor_layout(ticks, MAPPING, int(row.base_price), bool(row.kospi200)).astype(str)
+    vendor = to_vendor_layout(ticks, MAPPING, row.to_dict()).astype(str)
     trades = [i for i in vendor.index[(ticks["event_type"] == "trade") & (ticks["session"] == "continuous")]]
     books = [i for i in vendor.index[(ticks["event_type"] == "book") & (ticks["session"] == "continuous")]]
 

@@ -219,3 +219,26 @@ def test_stock_context_comes_from_previous_sessions_only(dataset, events):
     nxt = rows["session"] > days[-1]
     assert not rows[nxt].reset_index(drop=True).equals(again[nxt].reset_index(drop=True))
     assert krx.seoul_date(int(pd.Timestamp(rows[nxt]["event_timestamp"].iloc[0]).value // 1000)) == days[-1]
+
+
+def test_time_of_day_features_follow_the_days_schedule():
+    """On a CSAT day the session opens at 10:00 and the closing call starts at 16:20: a VI at 10:30
+    is 30 minutes into the session, not 90."""
+    from market.events.detector import StockDay
+
+    ev = {
+        "event_id": "x", "stock_code": "000001", "release_ts": 0, "vi_type": "static", "direction": 1,
+        "static_ref": 10_000, "dynamic_ref": 10_000, "trigger_price": 11_000, "auction_price": 11_000,
+        "auction_volume": 1,
+    }  # fmt: skip
+    for day, open_clock, close_clock in (
+        (dt.date(2024, 11, 14), "10:00", "16:20"),
+        (dt.date(2024, 11, 15), "09:00", "15:20"),
+    ):
+        trigger = krx.at_seoul(day, dt.time(10, 30))
+        info = F.VIHistory().info({**ev, "trigger_ts": trigger}, StockDay(day, "KOSPI", False, 10_000))
+        row = F._at_trigger(info)
+        opened = krx.at_seoul(day, dt.time.fromisoformat(open_clock))
+        closing = krx.at_seoul(day, dt.time.fromisoformat(close_clock))
+        assert row["trig_minutes_since_open"] == (trigger - opened) / 60e6
+        assert row["trig_minutes_to_close"] == (closing - trigger) / 60e6

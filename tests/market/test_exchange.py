@@ -31,7 +31,7 @@ def opened(stock: Instrument = K200, base: int = 70_000, **config) -> Exchange:
     ex = Exchange(stock, DAY, base, config=ExchangeConfig(**config), seed=3)
     ex.submit_limit(T(8, 35), BUY, base, 1)
     ex.submit_limit(T(8, 35), SELL, base, 1)
-    ex.advance(T(9, 0))
+    ex.advance(T(9, 0, 30))  # past the opening call's random end
     assert ex.phase == "continuous" and ex.last_price == base
     return ex
 
@@ -137,7 +137,7 @@ def test_uncross_matches_brute_force(bids, asks):
         ex.submit_limit(T(8, 45), SELL, price, q)
     want = brute_force_uncross(bids, asks, ex.grid, 12_340)
     assert ex.indicative() == want
-    ex.advance(T(9, 0))
+    ex.advance(T(9, 0, 30))  # past the opening call's random end
     assert ex.open_price == want[0] and ex.cum_volume == want[1]
     f = ex.fills()
     for side in (1, -1):  # both sides fill exactly the uncross volume, all at the uncross price
@@ -149,7 +149,7 @@ def test_opening_price_tie_goes_to_the_price_nearest_the_base():
     ex = Exchange(K200, DAY, 70_000)
     ex.submit_limit(T(8, 31), BUY, 70_500, 100)
     ex.submit_limit(T(8, 32), SELL, 69_500, 100)
-    ex.advance(T(9, 0))
+    ex.advance(T(9, 0, 30))  # past the opening call's random end
     assert ex.open_price == 70_000 and ex.static_reference == 70_000 == ex.dynamic_reference
 
 
@@ -157,7 +157,7 @@ def test_uncross_price_sits_where_one_side_is_partly_filled():
     ex = Exchange(K200, DAY, 70_000)
     ex.submit_limit(T(8, 31), BUY, 70_500, 10)
     a = ex.submit_limit(T(8, 32), SELL, 69_500, 20)
-    ex.advance(T(9, 0))
+    ex.advance(T(9, 0, 30))  # past the opening call's random end
     assert ex.open_price == 69_500 and ex.order_remaining(a) == 10
 
 
@@ -166,7 +166,7 @@ def test_allocation_is_time_priority_and_quantity_priority_at_a_limit_price():
     first = ex.submit_limit(T(8, 31), BUY, 70_000, 10)
     second = ex.submit_limit(T(8, 32), BUY, 70_000, 50)
     ex.submit_limit(T(8, 33), SELL, 70_000, 30)
-    ex.advance(T(9, 0))
+    ex.advance(T(9, 0, 30))  # past the opening call's random end
     assert (fills_of(ex, first), fills_of(ex, second)) == (10, 20)
 
     up = Exchange(K200, DAY, 70_000)
@@ -305,12 +305,79 @@ def test_static_vi_at_the_open_extends_the_opening_call():
     ex = Exchange(K200, DAY, 70_000, seed=1)
     ex.submit_limit(T(8, 31), BUY, 78_000, 10)  # would open +11.4%
     ex.submit_limit(T(8, 31), SELL, 77_000, 10)
-    ex.advance(T(9, 0))
+    ex.advance(T(9, 0, 30))  # past the opening call's random end
     assert ex.phase == "vi_auction" and ex.open_price == 0
     vi = ex.vi_log().to_pylist()[0]
     assert (vi["vi_type"], vi["ref_price"], vi["trigger_price"]) == ("static", 70_000, 77_000)
     ex.advance(T(9, 3))
     assert ex.phase == "continuous" and ex.open_price == 77_000 == ex.static_reference
+
+
+def test_the_opening_call_ends_at_a_random_moment_within_30_s():
+    ends = []
+    for seed in range(20):
+        ex = Exchange(K200, DAY, 70_000, seed=seed)
+        ex.submit_limit(T(8, 35), BUY, 70_000, 1)
+        ex.submit_limit(T(8, 35), SELL, 70_000, 1)
+        ex.submit_limit(T(9, 0, 0, 500), BUY, 70_100, 5)  # after 09:00, before any random end
+        ex.submit_limit(T(9, 0, 0, 500), SELL, 70_100, 5)
+        ex.advance(T(9, 0, 30))
+        open_print = next(r for r in ex.ticks().to_pylist() if r["event_type"] == "trade")
+        end = ex.opening_auction_end_us
+        assert T(9, 0) <= end <= T(9, 0, 30) and krx.epoch_us(open_print["timestamp"]) == end
+        # the orders sent after 09:00 joined the call: one single-price print at 70,100
+        assert (open_print["side"], open_print["volume"], open_print["price"]) == (0, 5, 70_100)
+        assert open_print["session"] == "opening_auction"
+        ends.append(end)
+    assert max(ends) - min(ends) > 15_000_000  # spread over the window, microseconds apart
+    nominal = Exchange(K200, DAY, 70_000, config=ExchangeConfig(opening_random_end=False), seed=3)
+    assert nominal.opening_auction_end_us == T(9, 0)
+
+
+def test_a_csat_day_runs_every_session_an_hour_later():
+    csat = dt.date(2024, 11, 14)
+
+    def at(h, m, s=0):
+        return krx.epoch_us(dt.datetime(2024, 11, 14, h, m, s, tzinfo=krx.SEOUL))
+
+    ex = Exchange(SMALL, csat, 10_000, seed=5)
+    with pytest.raises(OrderRejected, match="market closed"):
+        ex.submit_limit(at(9, 20), BUY, 10_000, 1)  # the opening call starts at 09:30
+    ex.submit_limit(at(9, 35), BUY, 10_000, 10)
+    ex.submit_limit(at(9, 35), SELL, 10_000, 10)
+    ex.advance(at(9, 59, 59))
+    assert ex.phase == "opening_auction" and ex.cum_volume == 0
+    ex.advance(at(10, 0, 30))
+    assert ex.phase == "continuous" and at(10, 0) <= ex.opening_auction_end_us <= at(10, 0, 30)
+    ex.submit_limit(at(16, 25), BUY, 10_010, 3)
+    ex.submit_limit(at(16, 25), SELL, 10_010, 3)
+    assert ex.phase == "closing_auction"  # from 16:20
+    ex.finish()
+    close = [r for r in ex.ticks().to_pylist() if r["event_type"] == "trade"][-1]
+    assert at(16, 30) <= krx.epoch_us(close["timestamp"]) <= at(16, 30, 30) and close["price"] == 10_010
+
+
+@pytest.mark.parametrize(
+    ("membership", "vi"),
+    [({"kosdaq150": True}, True), ({"futures_underlying": True}, True), ({}, False)],
+)
+def test_expiry_day_closing_band_is_one_percent_for_every_derivatives_underlying(membership, vi):
+    expiry = krx.derivatives_expiry_day(2024, 3)  # 2024-03-14
+    stock = Instrument("123450", "비캡전자", "KOSDAQ", kospi200=False, **membership)
+
+    def at(h, m, s=0):
+        return krx.epoch_us(dt.datetime(2024, 3, 14, h, m, s, tzinfo=krx.SEOUL))
+
+    ex = Exchange(stock, expiry, 10_000, seed=3)
+    ex.submit_limit(at(8, 35), BUY, 10_000, 1)
+    ex.submit_limit(at(8, 35), SELL, 10_000, 1)
+    ex.submit_limit(at(15, 25), BUY, 10_150, 10)  # the close would print 1.5% up
+    ex.submit_limit(at(15, 25), SELL, 10_150, 10)
+    ex.finish()
+    log = ex.vi_log().to_pylist()
+    assert len(log) == int(vi) and ex.close_price == 10_150
+    if vi:
+        assert (log[0]["vi_type"], log[0]["ref_price"]) == ("dynamic", 10_000)
 
 
 def test_closing_auction_vi_extends_the_close():
@@ -401,7 +468,7 @@ def test_random_day_invariants(params):
     assert np.all(continuous[:, k.C_PHASE] == k.PH_CONTINUOUS) and np.all(continuous[:, k.C_VI_STATUS] == 0)
     vi = ex.vi_records()
     close_ts = int(out[-1, k.C_TS])
-    uncross_times = {T(9, 0), close_ts, *vi[:, k.V_RELEASE_TS].tolist()}
+    uncross_times = {ex.opening_auction_end_us, close_ts, *vi[:, k.V_RELEASE_TS].tolist()}
     assert set(trades[trades[:, k.C_SIDE] == 0, k.C_TS].tolist()) <= uncross_times
     # a VI fires exactly when an execution would reach a band: replay the references
     static_bp = krx.rate_to_bp(krx.STATIC_VI_RATE)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from market.events.table import detect, events_table
+from market.events.table import agreement, detect, events_table
 from market.krx.dataset import IngestError
+from market.krx.schema import SIDE_UNKNOWN, VI_LOG_SCHEMA
 from market.vendor.ingest import Mapping, ingest, to_vendor_layout
 from vicap.cli import app
 
@@ -21,7 +23,7 @@ KEYS = ["stock_code", "trigger_ts", "release_ts", "vi_type", "direction", "trigg
 
 def export_dataguide(ticks: pd.DataFrame, inst: dict, path: Path, encoding: str = "cp949") -> None:
     """Write ticks the way a vendor would: Korean headers and labels, one row per event."""
-    vendor = to_vendor_layout(ticks, Mapping.load(MAPPING), inst["base_price"], inst["kospi200"])
+    vendor = to_vendor_layout(ticks, Mapping.load(MAPPING), inst)
     vendor.to_csv(path, index=False, encoding=encoding)
 
 
@@ -117,3 +119,123 @@ def test_ingest_cli_validates_and_refuses_unknown_formats(busiest, tmp_path, dat
     assert "in = accepted + quarantined" in ok.output and "Validation of" in ok.output
     bad = runner.invoke(app, ["ingest", str(tmp_path), "--format", "xls", "--out", str(tmp_path / "k")])
     assert bad.exit_code == 2 and "--format must be one of" in bad.output
+
+
+def _logged_for(dataset: Path, code: str, day) -> pa.Table:
+    log = pq.read_table(dataset / "vi_log.parquet")
+    mine = [
+        i
+        for i, (c, t) in enumerate(
+            zip(log["stock_code"].to_pylist(), log["trigger_ts"].to_pylist(), strict=True)
+        )
+        if c == code and t.date() == day
+    ]
+    return log.take(mine).select(VI_LOG_SCHEMA.names)
+
+
+def test_rules_alone_find_exactly_the_logged_vis_in_a_vendor_csv_round_trip(dataset, busiest, tmp_path):
+    code, day, ticks, inst = busiest
+    export_dataguide(ticks, inst, tmp_path / "틱데이터.csv")
+    ingest([tmp_path / "틱데이터.csv"], Mapping.load(MAPPING), tmp_path / "out")
+    logged = _logged_for(dataset, code, day)
+    pq.write_table(logged, tmp_path / "out" / "vi_log.parquet")  # the exchange's record of that day
+    result = CliRunner().invoke(
+        app, ["events", str(tmp_path / "out"), "--out", str(tmp_path / "ev"), "--rules-only"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "KRX rules only" in result.output
+    found = pq.read_table(tmp_path / "ev" / "events.parquet")
+    a = agreement(found, logged, tolerance_s=30)
+    assert logged.num_rows >= 3 and (a.precision, a.recall) == (1.0, 1.0)
+    assert a.same_auction_price == a.matched == logged.num_rows
+
+
+def test_a_file_without_sides_or_vi_flags_reads_sides_as_unknown_and_finds_no_false_vi(
+    dataset, busiest, tmp_path
+):
+    """Like a level-1 trade-and-quote export: no aggressor side, no VI flags, no status or
+    indicative rows. Its trades must not look like auction prints, and `vicap events` must say
+    that the file has no flags rather than find nothing in silence."""
+    code, day, ticks, inst = busiest
+    plain = ticks[ticks["event_type"].isin(["trade", "book"])].reset_index(drop=True)
+    full = Mapping.load(MAPPING)
+    mapping = full.model_copy(
+        update={
+            "columns": {k: v for k, v in full.columns.items() if k not in ("side", "vi_status", "vi_type")},
+            "values": {k: v for k, v in full.values.items() if k not in ("side", "vi_type")},
+        }
+    )
+    export = to_vendor_layout(plain, mapping, inst)
+    export.to_csv(tmp_path / "taq.csv", index=False, encoding="cp949")
+    ingest([tmp_path / "taq.csv"], mapping, tmp_path / "out")
+    back = pq.read_table(tmp_path / "out" / "ticks" / f"date={day}" / f"{code}.parquet", columns=["side"])
+    assert set(back["side"].to_pylist()) == {SIDE_UNKNOWN}
+    logged = _logged_for(dataset, code, day)
+    pq.write_table(logged, tmp_path / "out" / "vi_log.parquet")
+    result = CliRunner().invoke(app, ["events", str(tmp_path / "out"), "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "carries no VI flags" in said and "KRX rules only" in said
+    a = agreement(pq.read_table(tmp_path / "ev" / "events.parquet"), logged, tolerance_s=30)
+    assert a.precision == 1.0 and a.same_auction_price == a.matched  # nothing false, prices exact
+    assert a.recall >= 0.75  # halts that end in a print across a band (measured: see the README)
+
+
+def test_membership_columns_and_the_day_schedule_reach_the_dataset(tmp_path):
+    """A vendor file with KOSDAQ150 and futures columns, rows of a CSAT day and of the after-hours
+    sessions: the instruments carry the membership, sessions follow each day's clock."""
+    rows = [
+        ("20241114", "094500000000", "0"),  # CSAT: the opening call until 10:00
+        ("20241114", "100012500000", "10050"),
+        ("20241114", "162500000000", "0"),  # CSAT: the closing call from 16:20
+        ("20241115", "090003000000", "10100"),
+        ("20241115", "154500000000", "10100"),  # post-close
+        ("20241115", "161000300000", "10300"),  # off hours
+    ]
+    header = "일자,시간,종목코드,종목명,시장구분,구분,현재가,체결량,기준가,KOSDAQ150,주식선물"
+    lines = [header] + [
+        f"{d},{t},123450,비캡전자,코스닥,{'체결' if p != '0' else '예상체결'},{p},10,10000,Y,N"
+        for d, t, p in rows
+    ]
+    (tmp_path / "ticks.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping = Mapping.model_validate(
+        {
+            "name": "small",
+            "timestamp": {"columns": ["일자", "시간"], "format": "%Y%m%d %H%M%S%f"},
+            "base_price": "기준가",
+            "kosdaq150": "KOSDAQ150",
+            "futures_underlying": "주식선물",
+            "columns": {
+                "stock_code": "종목코드",
+                "stock_name": "종목명",
+                "market": "시장구분",
+                "event_type": "구분",
+                "price": "현재가",
+                "volume": "체결량",
+            },
+            "values": {
+                "market": {"코스닥": "KOSDAQ"},
+                "event_type": {"체결": "trade", "예상체결": "indicative"},
+            },
+        }
+    )
+    ingest([tmp_path / "ticks.csv"], mapping, tmp_path / "out")
+    inst = pq.read_table(tmp_path / "out" / "instruments.parquet").to_pylist()
+    assert [(r["kospi200"], r["kosdaq150"], r["futures_underlying"]) for r in inst] == [
+        (False, True, False)
+    ] * 2
+    sessions = [
+        s
+        for day in ("2024-11-14", "2024-11-15")
+        for s in pq.read_table(tmp_path / "out" / "ticks" / f"date={day}" / "123450.parquet")[
+            "session"
+        ].to_pylist()
+    ]
+    assert sessions == [
+        "opening_auction",
+        "continuous",
+        "closing_auction",
+        "continuous",
+        "post_close",
+        "off_hours",
+    ]

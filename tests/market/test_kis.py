@@ -16,11 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from market import krx
 from market.events.table import agreement, detect, events_table
+from market.exchange.engine import BUY, SELL, Exchange, Instrument
 from market.kis import formats as kis
 from market.kis.export import export_recording
-from market.kis.ingest import ingest_kis
-from market.krx.schema import RECV_TS_FIELD
+from market.kis.ingest import ingest_kis, load_stocks
+from market.krx.schema import INSTRUMENT_SCHEMA, RECV_TS_FIELD, SIDE_UNKNOWN
 from vicap.cli import app
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kis"
@@ -170,3 +172,66 @@ def test_missing_stock_list_and_empty_sources_are_clear_errors(tmp_path, data_di
     (tmp_path / "empty").mkdir()
     code, out = _run("ingest", str(tmp_path / "empty"), "--format", "kis-log", "--out", str(tmp_path / "o"))
     assert code == 2 and "no KIS recordings" in out
+
+
+def test_the_stock_list_may_name_the_other_members_of_the_expiry_band(tmp_path):
+    (tmp_path / "stocks.csv").write_text(
+        "stock_code,stock_name,market,kospi200,kosdaq150\n123450,비캡전자,KOSDAQ,N,Y\n005930,삼성전자,KOSPI,Y,N\n",
+        encoding="utf-8",
+    )
+    stocks = load_stocks(tmp_path / "stocks.csv")
+    assert {c: (s["kospi200"], s["kosdaq150"], s["futures_underlying"]) for c, s in stocks.items()} == {
+        "123450": (False, True, False),  # no futures_underlying column: not a member
+        "005930": (True, False, False),
+    }
+
+
+def test_a_dataset_without_sides_cannot_be_written_as_kis_frames(dataset, tmp_path):
+    day_dir = sorted((dataset / "ticks").iterdir())[0]
+    source = sorted(day_dir.glob("*.parquet"))[0]
+    (tmp_path / "raw" / "ticks" / day_dir.name).mkdir(parents=True)
+    for name in ("instruments.parquet", "vi_log.parquet"):
+        shutil.copy(dataset / name, tmp_path / "raw" / name)
+    t = pq.read_table(source)
+    sides = pa.array([SIDE_UNKNOWN] * t.num_rows, pa.int8())
+    pq.write_table(
+        t.set_column(t.schema.get_field_index("side"), "side", sides),
+        tmp_path / "raw" / "ticks" / day_dir.name / source.name,
+    )
+    day = day_dir.name.removeprefix("date=")
+    code, out = _run("kis-export", str(tmp_path / "raw"), "--out", str(tmp_path / "rec"), "--date", day)
+    assert code == 2 and f"stock {source.stem} at" in out and "without an aggressor side" in out
+
+
+def test_a_vi_merging_into_the_closing_call_is_one_vi_status_record(tmp_path):
+    """The engine flags a VI still running at 15:20 again as the closing call starts: the
+    recording's VI-status response must hold it once, and the ingest must find it once."""
+    day = dt.date(2024, 3, 5)
+    ex = Exchange(Instrument("005930", "삼성전자", "KOSPI", kospi200=True), day, 70_000, seed=3)
+
+    def at(h, m, s=0):
+        return krx.at_seoul(day, dt.time(h, m, s))
+
+    ex.submit_limit(at(8, 35), BUY, 70_000, 1)
+    ex.submit_limit(at(8, 35), SELL, 70_000, 1)
+    for p in range(70_500, 73_100, 500):
+        ex.submit_limit(at(15, 19), SELL, p, 10)
+    ex.submit_limit(at(15, 19, 30), BUY, 73_000, 200)
+    ex.finish()
+    raw = tmp_path / "raw"
+    (raw / "ticks" / f"date={day}").mkdir(parents=True)
+    pq.write_table(ex.ticks(), raw / "ticks" / f"date={day}" / "005930.parquet")
+    pq.write_table(ex.vi_log(), raw / "vi_log.parquet")
+    row = {"date": day, "stock_code": "005930", "stock_name": "삼성전자", "market": "KOSPI", "kospi200": True}
+    pq.write_table(
+        pa.Table.from_pylist(
+            [row | {"kosdaq150": False, "futures_underlying": False, "base_price": 70_000}], INSTRUMENT_SCHEMA
+        ),
+        raw / "instruments.parquet",
+    )
+    assert ex.vi_log().num_rows == 1
+    counts = export_recording(raw, tmp_path / "rec", day)
+    assert counts["vi_status_rows"] == 1
+    ingest_kis(tmp_path / "rec", tmp_path / "out")
+    assert pq.read_table(tmp_path / "out" / "vi_log.parquet").num_rows == 1
+    assert len(events_table(detect(tmp_path / "out"))) == 1

@@ -183,6 +183,20 @@ def test_dynamic_vi_rates(kospi200, session, expiry, rate):
     assert krx.dynamic_vi_rate(kospi200, session, expiry) == rate
 
 
+@pytest.mark.parametrize(
+    ("membership", "expiry", "rate"),
+    [
+        ({"kosdaq150": True}, True, 0.01),  # KOSDAQ150 constituent: the index futures' underlying
+        ({"futures_underlying": True}, True, 0.01),  # 주식선물 기초자산
+        ({"kosdaq150": True}, False, 0.04),
+        ({}, True, 0.04),
+    ],
+)
+def test_expiry_day_closing_band_covers_every_derivatives_underlying(membership, expiry, rate):
+    assert krx.dynamic_vi_rate(False, "closing_auction", expiry, **membership) == rate
+    assert krx.dynamic_vi_rate(False, "continuous", expiry, **membership) == 0.06
+
+
 def test_static_rate_and_band_is_inclusive():
     assert krx.STATIC_VI_RATE == 0.10
     bp = krx.rate_to_bp(0.10)
@@ -274,15 +288,92 @@ def test_session_schedule():
     assert first.continuous_start.time() == dt.time(10)
 
 
+@pytest.mark.parametrize("day", sorted(krx.CSAT_DAYS))
+def test_csat_days_move_every_session_an_hour_later_where_xkrx_does_not(day):
+    assert krx.is_trading_day(day) and day.weekday() == 3  # 수능 is a Thursday
+    s = krx.session_schedule(day)
+    times = (
+        s.opening_auction_start,
+        s.indicative_from,
+        s.continuous_start,
+        s.closing_auction_start,
+        s.closing_auction_end,
+        s.post_close_start,
+        s.off_hours_start,
+        s.off_hours_end,
+    )
+    assert [t.time() for t in times] == [
+        dt.time(9, 30),
+        dt.time(9, 40),
+        dt.time(10),
+        dt.time(16, 20),
+        dt.time(16, 30),
+        dt.time(16, 40),
+        dt.time(17),
+        dt.time(18),  # the off-hours session still ends at 18:00
+    ]
+    # exchange-calendars' XKRX knows the late open up to 2020 only: from 2021 it opens at 09:00
+    xkrx_open = krx.trading_calendar().session_open(day.isoformat()).tz_convert(krx.SEOUL).hour
+    assert xkrx_open == (10 if day.year <= 2020 else 9)
+
+
+def test_labels_after_the_closing_call_name_the_after_hours_sessions():
+    s = krx.session_schedule(dt.date(2024, 3, 5))
+
+    def label(clock: str) -> str:
+        return s.session_at(dt.datetime.combine(s.day, dt.time.fromisoformat(clock), krx.SEOUL))
+
+    assert [
+        label(c) for c in ("15:30:21", "15:33:00", "15:39:59", "15:40", "15:59:59", "16:00", "17:59:59")
+    ] == [
+        "closing_auction",  # the random end and a VI extension of the close stay in the closing call
+        "closing_auction",
+        "closing_auction",
+        "post_close",  # 장후 시간외 종가
+        "post_close",
+        "off_hours",  # 시간외 단일가
+        "off_hours",
+    ]
+    assert label("18:00") == "closed" == label("08:29:59")
+    csat = krx.session_schedule(dt.date(2024, 11, 14))
+    clocks = ("09:45", "16:25", "16:45", "17:30")
+    stamps = [krx.at_seoul(csat.day, dt.time.fromisoformat(c)) for c in clocks]
+    assert krx.session_labels_by_day(np.array(stamps)).tolist() == [
+        "opening_auction",
+        "closing_auction",
+        "post_close",
+        "off_hours",
+    ]
+
+
+def test_the_opening_call_label_fits_until_the_random_end_can_have_come():
+    s = krx.session_schedule(dt.date(2024, 3, 5))
+    clocks = ("08:59:00", "09:00:17.123456", "09:00:30", "09:00:30.000001", "15:30:21", "15:31")
+    us = np.array([krx.at_seoul(s.day, dt.time.fromisoformat(c)) for c in clocks])
+    assert s.label_fits(us, np.array(["opening_auction"] * len(us))).tolist() == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert s.label_fits(us, np.array(["closed"] * len(us))).tolist() == [False] * 4 + [True, True]
+    assert s.label_fits(us, s.session_labels(us)).all()
+
+
 def test_random_end_delays_are_within_thirty_seconds():
     delays = krx.random_end_delays_us(np.random.default_rng(0), 10_000)
     assert delays.min() >= 0 and delays.max() <= 30_000_000
     assert delays.mean() == pytest.approx(15_000_000, rel=0.05)
 
 
-@given(seconds=st.lists(st.integers(0, 86_399), min_size=1, max_size=40), first_day=st.booleans())
-def test_vectorised_session_labels_match_session_at(seconds, first_day):
-    day = dt.date(2024, 1, 2) if first_day else dt.date(2024, 3, 5)  # 2024-01-02 opens at 10:00
+@given(
+    seconds=st.lists(st.integers(0, 86_399), min_size=1, max_size=40),
+    # 2024-01-02 opens at 10:00 (new year), 2024-11-14 is CSAT, 2024-03-05 a regular day
+    day=st.sampled_from([dt.date(2024, 1, 2), dt.date(2024, 11, 14), dt.date(2024, 3, 5)]),
+)
+def test_vectorised_session_labels_match_session_at(seconds, day):
     schedule = krx.session_schedule(day)
     start = dt.datetime(day.year, day.month, day.day, tzinfo=krx.SEOUL)
     times = [start + dt.timedelta(seconds=s) for s in seconds]

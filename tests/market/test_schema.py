@@ -62,7 +62,16 @@ def test_tick_schema_has_the_contract_columns():
     assert len(names) == 9 + 40 + 10
     ts = TICK_SCHEMA.field("timestamp").type
     assert (ts.unit, ts.tz) == ("us", "Asia/Seoul")  # never nanoseconds (Feast over DuckDB)
-    assert INSTRUMENT_SCHEMA.names == ["date", "stock_code", "stock_name", "market", "kospi200", "base_price"]
+    assert INSTRUMENT_SCHEMA.names == [
+        "date",
+        "stock_code",
+        "stock_name",
+        "market",
+        "kospi200",
+        "kosdaq150",
+        "futures_underlying",
+        "base_price",
+    ]
 
 
 def test_check_table_accepts_a_matching_table_and_optional_columns():

@@ -23,7 +23,7 @@ from market.krx.schema import (
     VI_LOG_SCHEMA,
     check_table,
 )
-from market.synthetic.generator import INVESTOR_PUBLICATIONS, generate
+from market.synthetic.generator import INVESTOR_PUBLICATIONS, generate, make_universe
 from market.synthetic.realism import measure
 from tests.conftest import SYNTHETIC_ARGS as ARGS
 from vicap.cli import app
@@ -67,6 +67,29 @@ def test_layout_schemas_and_calendar(dataset, instruments, vi_log):
     assert len(vi_log) >= 5, "hot intensity must produce VIs"
     assert set(vi_log["cause"].dropna()) <= {"news", "disclosure", "program", "panic"}
     assert vi_log["cause"].notna().mean() > 0.5
+
+
+def test_instruments_carry_index_and_futures_membership(instruments):
+    universe = make_universe(60, seed=11, on=START)
+    assert any(s.kosdaq150 for s in universe) and any(s.futures_underlying for s in universe)
+    assert all(s.market == "KOSDAQ" for s in universe if s.kosdaq150)
+    assert all(s.market == "KOSPI" for s in universe if s.kospi200)
+    assert not (instruments["kospi200"] & instruments["kosdaq150"]).any()
+
+
+def test_a_csat_day_is_generated_an_hour_later(tmp_path):
+    csat = dt.date(2024, 11, 14)
+    generate(tmp_path / "raw", stocks=2, days=1, seed=3, start=csat, intensity="hot", jobs=1)
+    ten = pd.Timestamp("2024-11-14 10:00", tz="Asia/Seoul")
+    for f in sorted((tmp_path / "raw" / "ticks").glob("*/*.parquet")):
+        t = pq.read_table(f).to_pandas()
+        trades = t[t["event_type"] == "trade"]
+        assert trades["timestamp"].min() >= ten  # the open at 10:00 plus its random end
+        assert (
+            trades["timestamp"].iloc[0] <= ten + pd.Timedelta(seconds=30) or trades["vi_status"].iloc[0] == 2
+        )
+        assert (t["timestamp"] >= pd.Timestamp("2024-11-14 09:30", tz="Asia/Seoul")).all()
+        assert trades["timestamp"].max() >= pd.Timestamp("2024-11-14 16:30", tz="Asia/Seoul")
 
 
 def test_next_day_base_price_is_the_previous_close(ticks, instruments):

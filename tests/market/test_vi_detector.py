@@ -4,7 +4,11 @@ exchange's own VI log."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -90,3 +94,40 @@ def test_events_cli(dataset, tmp_path):
     assert len(load_stock_days(dataset / "instruments.parquet")) == 18
     missing = CliRunner().invoke(app, ["events", str(tmp_path), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2
+
+
+def move_open_prints(src: Path, dst: Path, seed: int) -> int:
+    """A copy of ``src`` whose opening prints come at random instants of 09:00:00-09:00:30 (any
+    microsecond), as in real data: rows before the print are held back to it, rows after it wait
+    for it. Stock-days whose opening call a VI extended keep their rows. Returns how many moved."""
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(seed)
+    moved = 0
+    for path in sorted((dst / "ticks").glob("date=*/*.parquet")):
+        t = pq.read_table(path)
+        day = dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+        nominal = krx.epoch_us(krx.session_schedule(day).continuous_start)
+        ts = t["timestamp"].cast(pa.int64()).to_numpy().copy()
+        trades = np.flatnonzero(t["event_type"].to_numpy(zero_copy_only=False) == "trade")
+        first = trades[0]
+        if ts[first] > nominal + 30_000_000:
+            continue
+        new = nominal + int(rng.integers(0, 30_000_001))
+        ts[:first] = np.minimum(ts[:first], new)
+        ts[first] = new
+        ts[first + 1 :] = np.maximum(ts[first + 1 :], new)
+        column = pa.array(ts, pa.timestamp("us")).cast(t.schema.field("timestamp").type)
+        pq.write_table(t.set_column(0, "timestamp", column), path)
+        moved += 1
+    return moved
+
+
+def test_rules_alone_find_exactly_the_logged_vis_when_opens_come_at_random_instants(
+    dataset, logged, tmp_path
+):
+    assert move_open_prints(dataset, tmp_path / "raw", seed=5) >= 15
+    out = tmp_path / "events"
+    result = CliRunner().invoke(app, ["events", str(tmp_path / "raw"), "--out", str(out), "--rules-only"])
+    assert result.exit_code == 0, result.output
+    a = agreement(pq.read_table(out / "events.parquet"), logged, tolerance_s=30)
+    assert (a.precision, a.recall) == (1.0, 1.0) and a.same_auction_price == a.matched

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from validation.expectations import bid_below_ask_in_continuous, session_matches_clock
 from validation.runner import validate_dataset
 from vicap.cli import app
 
@@ -104,3 +106,35 @@ def test_validate_cli(small, data_dir):
     result = CliRunner().invoke(app, ["validate", str(root)])
     assert result.exit_code == 0, result.output
     assert "in = kept + quarantined" in result.output and (data_dir / "reports" / "validation").exists()
+
+
+def test_session_labels_and_the_open_window_follow_the_days_schedule():
+    """By the clock of each day, with the random ends real data has: an engine's rows before its
+    random open say opening_auction, a clock-labelled source's say continuous and may cross."""
+    rows = [  # (day, clock, label, crossed book, fits the clock)
+        ("2024-03-05", "09:00:10", "opening_auction", True, True),
+        ("2024-03-05", "09:00:10", "continuous", True, True),  # not judged: the call may still run
+        ("2024-03-05", "09:00:45", "opening_auction", False, False),
+        ("2024-03-05", "15:30:21", "closing_auction", False, True),
+        ("2024-03-05", "15:45:00", "post_close", False, True),
+        ("2024-03-05", "15:45:00", "closing_auction", False, False),
+        ("2024-03-05", "16:10:00", "off_hours", False, True),
+        ("2024-11-14", "09:45:00", "opening_auction", True, True),  # CSAT: the call runs to 10:00
+        ("2024-11-14", "09:45:00", "continuous", False, False),
+    ]
+    df = pd.DataFrame(
+        {
+            "stock_code": [d for d, *_ in rows],  # one stock-day each: none has printed yet
+            "event_type": "book",
+            "timestamp": pd.to_datetime([f"{d} {c}" for d, c, *_ in rows]).tz_localize("Asia/Seoul"),
+            "session": [r[2] for r in rows],
+            "vi_status": 0,
+            "bid_price_1": [10_100 if r[3] else 9_990 for r in rows],
+            "ask_price_1": 10_000,
+        }
+    )
+    assert session_matches_clock(df).tolist() == [r[4] for r in rows]
+    late = df.iloc[[2]].assign(session="continuous", bid_price_1=10_100)  # 09:00:45: the call is over
+    opened = df.iloc[[1, 1]].assign(event_type=["trade", "book"])  # the open printed at 09:00:10
+    crossed = pd.concat([df, late, opened], ignore_index=True)
+    assert bid_below_ask_in_continuous(crossed).tolist() == [True] * len(rows) + [False, False, False]
