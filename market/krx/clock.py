@@ -15,6 +15,7 @@ US_PER_SECOND = 1_000_000
 US_PER_DAY = 86_400 * US_PER_SECOND
 _SEOUL_OFFSET_US = 9 * 3600 * US_PER_SECOND
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DAY = dt.date(1970, 1, 1)
 
 
 def epoch_us(t: dt.datetime) -> int:
@@ -35,8 +36,9 @@ def at_seoul(day: dt.date, time: dt.time) -> int:
 
 
 def seoul_date(us: int) -> dt.date:
-    """The Seoul calendar day of a microsecond timestamp."""
-    return dt.date(1970, 1, 1) + dt.timedelta(days=int(seoul_day_number(us)))
+    """The Seoul calendar day of a microsecond timestamp (plain integers: the detector calls this
+    once per event)."""
+    return _EPOCH_DAY + dt.timedelta(days=(int(us) + _SEOUL_OFFSET_US) // US_PER_DAY)
 
 
 def seoul_day_number(us: np.ndarray | int) -> np.ndarray | int:
