@@ -32,12 +32,14 @@ def bid_below_ask_in_continuous(df: pd.DataFrame) -> pd.Series:
     before the stock's first print of the day, rows a source labels by the clock call continuous
     may show the call's crossed book."""
     both = (df["bid_price_1"] > 0) & (df["ask_price_1"] > 0)
-    us = krx.series_us(df["timestamp"]).to_numpy()
-    in_window = per_day(us, SessionSchedule.in_opening_random_end).astype(bool)
-    printed = (df["event_type"] == "trade").groupby(df["stock_code"], observed=True).cummax()
-    call_may_run = in_window & ~printed.to_numpy()
-    checked = (df["session"] == "continuous") & (df["vi_status"] == 0) & both & ~call_may_run
-    return ~checked | (df["bid_price_1"] < df["ask_price_1"])
+    checked = (df["session"] == "continuous") & (df["vi_status"] == 0) & both
+    bad = checked & (df["bid_price_1"] >= df["ask_price_1"])
+    if bad.any():  # the few crossed rows: did the opening call still run?
+        printed = (df["event_type"] == "trade").groupby(df["stock_code"], observed=True).cummax()
+        us = krx.series_us(df.loc[bad, "timestamp"]).to_numpy()
+        in_window = per_day(us, SessionSchedule.in_opening_random_end).astype(bool)
+        bad[bad] = ~(in_window & ~printed[bad].to_numpy())
+    return ~bad
 
 
 def book_levels_monotone(df: pd.DataFrame) -> pd.Series:
