@@ -114,7 +114,7 @@ AT_TRIGGER = feature_specs(
     [
         ("trig_static", "the VI is static (정적 VI)", False, *RATIO01),
         ("trig_dynamic", "the VI is dynamic (동적 VI)", False, *RATIO01),
-        ("trig_both", "static and dynamic at once", False, *RATIO01),
+        ("trig_both", "static and dynamic at once (all three 0: the type is unknown)", False, *RATIO01),
         ("trig_direction", "+1 up, -1 down", False, -1.0, 1.0),
         ("trig_dev_static", "trigger price over the static reference, minus 1", False, -0.5, 0.5),
         ("trig_dev_dynamic", "trigger price over the dynamic reference, minus 1", False, -0.5, 0.5),
