@@ -6,7 +6,6 @@ Used by ``vicap market-check`` on synthetic data, and usable on any dataset in t
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from scipy import stats
 from market import krx
 from market.krx.checks import on_tick_grid, within_daily_limits
 from market.krx.dataset import connect, ticks_glob
+from market.krx.sessions import per_day
 
 RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
 # VIs per stock-year: about 5 in a normal market (a few to 20 by name), far more in "hot" data
@@ -236,7 +236,11 @@ def measure(root: Path) -> RealismResult:
     tables["vi_counts"] = vi_log.groupby(["vi_type", "direction"]).size().rename("count").reset_index()
     done = vi_log.dropna(subset=["release_ts"])
     durations = (done["release_ts"] - done["trigger_ts"]).dt.total_seconds()
-    merged_into_close = done["release_ts"].dt.time >= dt.time(15, 20)
+    # a VI still running when the closing call starts is released by the close: longer by design
+    merged_into_close = per_day(
+        krx.series_us(done["release_ts"]).to_numpy(),
+        lambda day, ts: ts >= krx.epoch_us(day.closing_auction_start),
+    ).astype(bool)
     series["vi_durations"] = pd.DataFrame({"seconds": durations[~merged_into_close]})
     if (~merged_into_close).any():
         in_range = ((durations >= 120) & (durations <= 150))[~merged_into_close].mean()
