@@ -261,16 +261,9 @@ def export_recording(
         ),
         encoding="utf-8",
     )
-    stock_rows = [",".join(("stock_code", "stock_name", "market", *MEMBERSHIP))] + [
-        ",".join(
-            (
-                c,
-                inst.loc[c, "stock_name"],
-                inst.loc[c, "market"],
-                *("YN"[not inst.loc[c, m]] for m in MEMBERSHIP),
-            )
-        )
-        for c in codes
-    ]
+    stock_rows = [",".join(("stock_code", "stock_name", "market", *MEMBERSHIP))]
+    for c in codes:
+        flags = ("Y" if inst.loc[c, m] else "N" for m in MEMBERSHIP)
+        stock_rows.append(",".join((c, inst.loc[c, "stock_name"], inst.loc[c, "market"], *flags)))
     (out / STOCKS_FILE).write_text("\n".join(stock_rows) + "\n", encoding="utf-8")
     return {"lines": lines, "frames": frames, "records": len(merged), "vi_status_rows": len(rest)}
