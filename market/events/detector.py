@@ -153,6 +153,14 @@ def _estimate(lo: int, hi: int, last_trade_ts: int) -> int:
     return last_trade_ts if lo <= last_trade_ts <= hi else (lo + hi) // 2
 
 
+def _extension_trigger(call_end_us: int, print_ts: int, last_trade_ts: int) -> int:
+    """When a VI that extended a call auction was set off: at the call's random end (its nominal
+    end plus up to 30 s), 2 minutes plus up to 30 s before the print that released it."""
+    lo = max(call_end_us, print_ts - EXTENSION_MAX_US)
+    hi = min(call_end_us + RANDOM_END_US, print_ts - AUCTION_MIN_US)
+    return _estimate(lo, hi, last_trade_ts)
+
+
 class VIDetector:
     """Feed events of each stock in time order (stocks may interleave) with :meth:`on_event`."""
 
@@ -311,14 +319,10 @@ class VIDetector:
         if st.first_indicative is not None:
             trigger_ts, observed = st.first_indicative
         elif not st.opened and ts <= st.open_us + RANDOM_END_US + EXTENSION_MAX_US:
-            # an opening call extended by a static VI set off at the open's random end
-            lo = max(st.open_us, ts - EXTENSION_MAX_US)
-            hi = min(st.open_us + RANDOM_END_US, ts - AUCTION_MIN_US)
-            trigger_ts, observed = _estimate(lo, hi, st.last_trade_ts), ev.price
-        elif ts > st.close_end_us + RANDOM_END_US:  # a closing call extended by a VI at its random end
-            lo = max(st.close_end_us, ts - EXTENSION_MAX_US)
-            hi = min(st.close_end_us + RANDOM_END_US, ts - AUCTION_MIN_US)
-            trigger_ts, observed = _estimate(lo, hi, st.last_trade_ts), ev.price
+            # an opening call extended by a static VI
+            trigger_ts, observed = _extension_trigger(st.open_us, ts, st.last_trade_ts), ev.price
+        elif ts > st.close_end_us + RANDOM_END_US:  # a closing call extended by a VI
+            trigger_ts, observed = _extension_trigger(st.close_end_us, ts, st.last_trade_ts), ev.price
         else:  # a VI in continuous hours: it halted trading 2 minutes plus up to 30 s before the print
             trigger_ts = _estimate(ts - EXTENSION_MAX_US, ts - AUCTION_MIN_US, st.last_trade_ts)
             observed = ev.price
