@@ -217,11 +217,14 @@ class VIDetector:
         completed, when it is released)."""
         st = self._state(ev)
         flagged = self._use_flags and ev.vi_status >= 0
-        if not flagged and (ev.ts >= st.after_hours_us or (ev.event_type == "trade" and ev.ts < st.open_us)):
-            return []  # trades outside the regular session (시간외): no VI the rules can tell
+        # outside the regular session (시간외): no VI the rules can tell, and no trade of the day's
+        # references (a pre-open trade at the previous close is not the open)
+        outside = ev.ts < st.open_us or ev.ts >= st.after_hours_us
+        if outside and not flagged:
+            return []
         single_price = ev.event_type == "trade" and self._single_price(st, ev)
         out = self._on_flags(st, ev, single_price) if flagged else self._on_rules(st, ev, single_price)
-        if ev.event_type == "trade":
+        if ev.event_type == "trade" and not outside:
             if single_price:
                 st.static_ref = ev.price  # every single-price auction resets the static reference
             st.opened = True

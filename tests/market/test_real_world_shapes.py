@@ -267,6 +267,15 @@ def test_an_opening_call_vi_is_static():
         assert at("09:00:00") <= trigger <= at("09:00:30")  # the open's random end, unseen
 
 
+def test_trades_outside_the_regular_session_leave_its_state_alone():
+    """A pre-open trade at the previous close (장전 시간외, 08:30-08:40) is not the open: with flags,
+    too, the opening call's VI that follows is still static."""
+    rows = [trade("08:31:00.250000", BASE, SIDE_AUCTION, 700), *opening_vi_day(flag_type="none")]
+    assert detect(rows, use_flags=True) == [
+        (at("09:00:12.345678"), "static", 1, at("09:02:31.500000"), 11_150)
+    ]
+
+
 def halt_without_a_type() -> list[Row]:
     """A halt flagged without its type, no indicative price, and an uncross back inside both bands."""
     return [
