@@ -1,8 +1,8 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import features, generation, matching, slicing, validation
+from bench import features, generation, kis_ingest, matching, slicing, validation
 
-BENCHMARKS = [matching.main, generation.main, slicing.main, validation.main, features.main]
+BENCHMARKS = [matching.main, generation.main, slicing.main, validation.main, kis_ingest.main, features.main]
 
 for bench in BENCHMARKS:
     bench()

@@ -1,6 +1,6 @@
 """Great Expectations validation throughput (tick rows per second through the full tick suite),
 as vicap prepares each batch (categorical labels, consolidated blocks) beside the frame as read
-from Parquet, measured in the same run on the same partitions; and KIS recording ingest speed."""
+from Parquet, measured in the same run on the same partitions."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import pyarrow.parquet as pq
 
 from bench.common import publish
 from market import krx
-from market.kis.export import export_recording
-from market.kis.ingest import ingest_kis
 from market.synthetic.generator import generate
 from validation.runner import TICKS, Validator, _base_prices, as_batch
 
@@ -48,18 +46,11 @@ def main(stocks: int = 4, days: int = 2) -> dict:
             for k, s in timings.items()
         ]
         fast, slow = timings.values()
-        day = dt.date(2024, 3, 4)
-        counts = export_recording(root, work / "rec", day, seed=1)
-        t0 = time.perf_counter()
-        report = ingest_kis(work / "rec", work / "kis")
-        kis_s = time.perf_counter() - t0
         notes = {
             "speedup_vs_frame_as_read": round(slow / fast, 2),
             "seed_scale_minutes_estimated_562M_rows_1_core": round(562e6 / (n / fast) / 60, 1),
-            "kis_ingest_records_per_s": round(report.records / kis_s),
-            "kis_recording_lines": counts["lines"],
         }
-        publish("validation", "Great Expectations tick suite throughput; KIS ingest", rows, notes)
+        publish("validation", "Great Expectations tick suite throughput", rows, notes)
         return {"rows": rows, "notes": notes}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -57,11 +57,14 @@ def book_volumes_non_negative(df: pd.DataFrame) -> pd.Series:
 
 def cum_volume_continuous(df: pd.DataFrame) -> pd.Series:
     """Each trade's cum_volume is the previous trade's plus its volume (a jump means dropped
-    ticks: the row after the gap fails)."""
+    ticks: the row after the gap fails). The first trade may carry more than its own volume: a
+    recording that starts mid-session begins with the day's volume so far (KIS ACML_VOL)."""
     ok = pd.Series(True, index=df.index)
     trades = df[df["event_type"] == "trade"]
-    prev = trades.groupby("stock_code", observed=True)["cum_volume"].shift(1).fillna(0)
-    ok[trades.index] = (trades["cum_volume"] == prev + trades["volume"]).to_numpy()
+    prev = trades.groupby("stock_code", observed=True)["cum_volume"].shift(1)
+    first = prev.isna().to_numpy()
+    cum, volume = trades["cum_volume"].to_numpy(), trades["volume"].to_numpy()
+    ok[trades.index] = np.where(first, cum >= volume, cum == prev.fillna(0).to_numpy() + volume)
     return ok
 
 
@@ -119,8 +122,9 @@ for _name, _rule, _cols, _doc in [
     (
         "price_on_tick_grid",
         on_tick_grid,
-        ["price", "market", "timestamp", "event_type"],
-        "Trade prices are positive and on the KRX tick grid of their market and date.",
+        ["price", "market", "timestamp", "event_type", "session"],
+        "Trade prices are positive and on the KRX tick grid of their market and date (half a tick "
+        "off it in the continuous session since mid-point orders, 2025-03-04).",
     ),
     (
         "price_within_daily_limits",

@@ -53,6 +53,12 @@ def _run_kis(src: Path, out: Path, stocks: Path | None) -> int:
                 "VI-status rows in / accepted / quarantined",
                 f"{report.vi_records} / {report.vi_accepted} / {report.vi_quarantined}",
             ),
+            *((f"  read with a drifted width: {k}", n) for k, n in sorted(report.drift.items())),
+            *(
+                (f"  code not in the KIS tables: {' '.join(k)}", n)
+                for k, n in sorted(report.unknown_codes.items())
+            ),
+            ("records while halted (TRHT_YN Y)", report.halted_records),
             ("tick rows written", report.rows_written),
             ("records stamped with a later clock", report.clock_held),
             ("stock-days written", report.stock_days),

@@ -25,13 +25,21 @@ from market.krx.dataset import MEMBERSHIP, IngestError
 
 MAX_BATCH = 10  # records per frame when several arrive at one instant (the open, the close)
 PING_EVERY_US = 100_000_000  # KIS sends a PINGPONG heartbeat about every 100 s
-SESSION_CODE = {  # vicap's own codes for NEW_MKOP_CLS_CODE / MKOP_CLS_CODE, one per session label
-    "opening_auction": "10",
-    "continuous": "20",
-    "closing_auction": "30",
-    "closed": "40",
-    "post_close": "50",
-    "off_hours": "60",
+# NEW_MKOP_CLS_CODE of a print by session (formats.py has the table): the regular session's prints,
+# its call auctions' included, are 장중 보통 (20), as in every published frame
+NEW_MKOP_BY_SESSION = {"post_close": "30", "off_hours": "40"}
+NEW_MKOP_REGULAR = "20"
+# HOUR_CLS_CODE of a book while a call auction collects orders (else 0 장중)
+CALL_HOUR_BY_SESSION = {"opening_auction": "B", "closing_auction": "A", "off_hours": "D"}
+# MKOP_CLS_CODE (장운영구분코드) of H0STMKO0 by session: 110 장전 동시호가 개시, 112 장개시,
+# 121 장후 동시호가 개시, 129 장마감, 150 시간외 단일가 매매 개시
+MKOP_BY_SESSION = {
+    "opening_auction": "110",
+    "continuous": "112",
+    "closing_auction": "121",
+    "post_close": "129",
+    "off_hours": "150",
+    "closed": "129",
 }
 
 
@@ -92,7 +100,7 @@ def stock_records(
                 "ACML_TR_PBMN": value,
                 "CCLD_DVSN": kis.CCLD_DVSN_BY_SIDE[side],
                 "BSOP_DATE": bsop,
-                "NEW_MKOP_CLS_CODE": SESSION_CODE[cols["session"][i]],
+                "NEW_MKOP_CLS_CODE": NEW_MKOP_BY_SESSION.get(cols["session"][i], NEW_MKOP_REGULAR),
                 "TRHT_YN": "N",
                 "ASKP_RSQN1": askq1,
                 "BIDP_RSQN1": bidq1,
@@ -109,7 +117,9 @@ def stock_records(
         elif kind in ("book", "indicative"):
             bid1, ask1 = cols["bid_price_1"][i], cols["ask_price_1"][i]
             bidq1, askq1 = cols["bid_volume_1"][i], cols["ask_volume_1"][i]
-            rec = {"MKSC_SHRN_ISCD": code, "BSOP_HOUR": hhmmss, "HOUR_CLS_CODE": "0"}
+            in_vi = cols["vi_status"][i] == 1 and kind == "indicative"
+            hour = kis.HOUR_VI if in_vi else CALL_HOUR_BY_SESSION.get(cols["session"][i], kis.HOUR_CONTINUOUS)
+            rec = {"MKSC_SHRN_ISCD": code, "BSOP_HOUR": hhmmss, "HOUR_CLS_CODE": hour}
             for n in range(1, 11):
                 rec[f"ASKP{n}"], rec[f"BIDP{n}"] = cols[f"ask_price_{n}"][i], cols[f"bid_price_{n}"][i]
                 rec[f"ASKP_RSQN{n}"] = cols[f"ask_volume_{n}"][i]
@@ -117,11 +127,12 @@ def stock_records(
             rec["TOTAL_ASKP_RSQN"] = sum(cols[f"ask_volume_{n}"][i] for n in range(1, 11))
             rec["TOTAL_BIDP_RSQN"] = sum(cols[f"bid_volume_{n}"][i] for n in range(1, 11))
             antc = price if kind == "indicative" else 0
-            rec |= {
+            rec |= {  # outside a call KIS sends 0 and its change from the previous close: -base
                 "ANTC_CNPR": antc,
                 "ANTC_CNQN": cols["volume"][i] if antc else 0,
-                "ANTC_CNTG_VRSS": antc - base if antc else 0,
-                "ANTC_CNTG_VRSS_SIGN": _sign(antc - base) if antc else "3",
+                "ANTC_CNTG_VRSS": antc - base,
+                "ANTC_CNTG_VRSS_SIGN": _sign(antc - base),
+                "ANTC_CNTG_PRDY_CTRT": _pct(antc, base),
                 "ACML_VOL": cols["cum_volume"][i],
                 "STCK_DEAL_CLS_CODE": "0",
             }
@@ -131,7 +142,7 @@ def stock_records(
             rec = {
                 "MKSC_SHRN_ISCD": code,
                 "TRHT_YN": "N",
-                "MKOP_CLS_CODE": SESSION_CODE[cols["session"][i]],
+                "MKOP_CLS_CODE": MKOP_BY_SESSION[cols["session"][i]],
                 "VI_CLS_CODE": "Y" if on else "N",
                 "OVTM_VI_CLS_CODE": "N",
                 "EXCH_CLS_CODE": "KRX",

@@ -1,63 +1,66 @@
 """KIS real-time recordings in, the vicap tick dataset out.
 
-A recording is one JSON object per line, ``{"recv_ts": "<ISO-8601 with offset>", "frame": "<raw
-text frame>"}`` (plain or gzip). A source directory holds the recordings (``*.jsonl``,
-``*.jsonl.gz``), the stock list ``stocks.csv`` (stock_code, stock_name, market, kospi200) and
-optionally the VI-status REST responses (``vi_status*.json``, FHPST01390000).
+A source directory holds the recordings (``*.jsonl``, ``*.jsonl.gz``: one ``{"recv_ts", "frame"}``
+object a line, see :mod:`market.kis.recording`), the stock list ``stocks.csv`` (stock_code,
+stock_name, market, kospi200) and optionally the VI-status REST responses (``vi_status*.json``,
+FHPST01390000).
 
-Each stock's records are merged in arrival order, the order a live executor sees them, into rows of
-the tick schema: H0STCNT0 records become trades, H0STASP0 records book or indicative rows, H0STMKO0
-records status rows that open and close VI auctions, and H0STPGM0 records update the carried
-``program_net_buy``. ``timestamp`` is the exchange time (BSOP_DATE, or the Seoul date of
-``recv_ts``, plus HHMMSS), never earlier than the stock's previous row; H0STMKO0 carries no time
-and takes the stock's latest exchange time. ``recv_ts`` is kept as an extra column.
+The work is in parts: the lines and frames are read and checked a column at a time, per tr_id
+(:mod:`market.kis.recording`); each stock's records then go through its :class:`StockFeed` in
+arrival order, the order a live executor sees them, for the exchange clock, the VI state and the
+auction prints (:mod:`market.kis.feed`); the rows of the tick schema are assembled a column at a
+time: H0STCNT0 records become trades, H0STASP0 records book or indicative rows, H0STMKO0 records
+status rows, and H0STPGM0 records update the carried ``program_net_buy``. ``recv_ts`` is kept.
 
-Nothing is lost: every line is a data frame, a control message or quarantined (with the reason and
-the raw text), and every record of a data frame is accepted or quarantined.
+A recording may start mid-session: its first trade carries the day's ACML_VOL so far, and is good
+data. Records whose width drifted from the documented layout are read by their known prefix and
+counted per tr_id and width in the summary (``drift``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from market import krx
 from market.kis import formats as kis
-from market.krx.dataset import MEMBERSHIP, SUMMARY_FILE, IngestError, is_yes, write_ticks
-from market.krx.schema import (
-    INSTRUMENT_SCHEMA,
-    RECV_TS_FIELD,
-    VI_LOG_SCHEMA,
-    VI_STATUS_AUCTION,
-    VI_STATUS_RELEASED,
+from market.kis.feed import StockFeed
+from market.kis.recording import (
+    BOOK,
+    KINDS,
+    LEVELS,
+    MARKET_OP,
+    PROGRAM,
+    STOCKS_FILE,
+    TRADE,
+    Refused,
+    Typed,
+    read_lines,
+    typed_records,
 )
+from market.krx.dataset import SUMMARY_FILE, IngestError, read_stock_list, write_ticks
+from market.krx.schema import INSTRUMENT_SCHEMA, RECV_TS_FIELD, VI_LOG_SCHEMA
 
-STOCKS_FILE = "stocks.csv"
 RECORDING_PATTERNS = ("*.jsonl", "*.jsonl.gz")
 VI_STATUS_PATTERN = "vi_status*.json"
-LEVELS = range(1, 11)
-_INT_FIELDS = {
-    kis.TRADES: ("STCK_PRPR", "PRDY_VRSS", "CNTG_VOL", "ACML_VOL"),
-    kis.BOOK: (
-        *tuple(f"{p}{i}" for p in ("ASKP", "BIDP", "ASKP_RSQN", "BIDP_RSQN") for i in LEVELS),
-        "ANTC_CNPR",
-        "ANTC_CNQN",
-        "ANTC_CNTG_VRSS",
-    ),
-    kis.PROGRAM: ("NTBY_CNQN",),
-    kis.MARKET_OP: (),
+BOOK_COLUMNS = [f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("price", "volume") for i in LEVELS]
+_BOOK_SOURCE = {
+    **{f"ask_price_{i}": f"ASKP{i}" for i in LEVELS},
+    **{f"bid_price_{i}": f"BIDP{i}" for i in LEVELS},
+    **{f"ask_volume_{i}": f"ASKP_RSQN{i}" for i in LEVELS},
+    **{f"bid_volume_{i}": f"BIDP_RSQN{i}" for i in LEVELS},
 }
-_TIME_FIELD = {kis.TRADES: "STCK_CNTG_HOUR", kis.BOOK: "BSOP_HOUR", kis.PROGRAM: "STCK_CNTG_HOUR"}
-NORMAL, AUCTION, RELEASED = 0, 1, 2  # released: the uncross printed, H0STMKO0 'N' still to come
 
 
 @dataclass
@@ -71,6 +74,9 @@ class KisReport:
     records_accepted: int = 0
     records_quarantined: int = 0
     reasons: Counter = field(default_factory=Counter)
+    drift: Counter = field(default_factory=Counter)  # (tr_id, fields per record) -> records
+    unknown_codes: Counter = field(default_factory=Counter)  # (tr_id, field, value) -> records
+    halted_records: int = 0  # TRHT_YN 'Y' (거래정지)
     rows_written: int = 0
     stock_days: int = 0
     clock_held: int = 0  # records stamped with the stock's later clock (exchange time went back)
@@ -86,26 +92,11 @@ class KisReport:
             and self.vi_records == self.vi_accepted + self.vi_quarantined
         )
 
-
-@dataclass(slots=True)
-class _Record:
-    seq: int
-    recv_us: int
-    day: dt.date
-    clock_us: int | None  # exchange time, if the tr_id carries one
-    tr_id: str
-    fields: dict[str, str]
-    ints: dict[str, int]
-
-
-class _Quarantine:
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def add(self, file: str, line: int, recv_ts: str, record: int, reason: str, raw: str) -> None:
-        self.rows.append(
-            {"file": file, "line": line, "recv_ts": recv_ts, "record": record, "reason": reason, "raw": raw}
-        )
+    def refuse(
+        self, refused: Refused, file: str, line: int, recv_ts: str, record: int, reason: str, raw: str
+    ):
+        refused.add(file, line, recv_ts, record, reason, raw)
+        self.reasons[reason_key(reason)] += 1
 
 
 def reason_key(reason: str) -> str:
@@ -113,118 +104,186 @@ def reason_key(reason: str) -> str:
     return re.sub(r"(?<![A-Z0-9])\d+", "N", re.sub(r"'[^']*'|\([^)]*\)", "…", reason))
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
-
-
 def load_stocks(path: Path) -> dict[str, dict]:
-    """The stock list (stock_code, stock_name, market, kospi200) a recording was made for; the
-    optional columns kosdaq150 and futures_underlying (Y/N) mark the other members of the expiry
-    day's 1% closing band (absent: not a member)."""
+    """The stock list (:func:`market.krx.dataset.read_stock_list`) a recording was made for."""
     if not path.exists():
         raise IngestError(
             f"{path}: kis-log needs the stock list (stock_code, stock_name, market, kospi200) "
             f"beside the recordings or as --instruments"
         )
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    missing = {"stock_code", "stock_name", "market", "kospi200"} - set(df.columns)
-    if missing:
-        raise IngestError(f"{path}: missing column(s) {sorted(missing)}")
-    stocks = {}
-    for i, r in df.iterrows():
-        code = r["stock_code"].strip().zfill(6)
-        if not code.isdigit() or len(code) != 6 or r["market"] not in ("KOSPI", "KOSDAQ"):
-            raise IngestError(f"{path}: row {i + 2}: bad stock_code {code!r} or market {r['market']!r}")
-        stocks[code] = {
-            "stock_name": r["stock_name"],
-            "market": r["market"],
-            **{m: is_yes(r.get(m, "N")) for m in MEMBERSHIP},
-        }
-    return stocks
+    return read_stock_list(path).set_index("stock_code").to_dict("index")
 
 
 def _read_recording(
-    path: Path, stocks: dict[str, dict], report: KisReport, quarantine: _Quarantine
-) -> list[_Record]:
-    records: list[_Record] = []
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            report.lines += 1
-            try:
-                obj = json.loads(line)
-                recv_text, frame = obj["recv_ts"], obj["frame"]
-                recv = dt.datetime.fromisoformat(recv_text)
-                if recv.tzinfo is None:
-                    raise ValueError("recv_ts has no UTC offset")
-                if not isinstance(frame, str):
-                    raise ValueError("frame is not a string")
-                parsed = kis.parse_frame(frame)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                reason = str(exc) if isinstance(exc, kis.FrameError | ValueError) else ""
-                if isinstance(exc, json.JSONDecodeError) or not reason:
-                    reason = 'not a JSON object {"recv_ts", "frame"}'
-                quarantine.add(path.name, line_no, "", -1, reason, line)
-                report.lines_quarantined += 1
-                report.reasons[reason_key(reason)] += 1
-                continue
-            if isinstance(parsed, kis.Control):
-                report.control[parsed.kind] += 1
-                continue
-            report.data_frames += 1
-            recv_us = krx.epoch_us(recv)
-            recv_day = recv.astimezone(krx.SEOUL).date()
-            for k, fields in enumerate(parsed.records):
-                report.records += 1
-                try:
-                    rec = _record(len(records), recv_us, recv_day, parsed.tr_id, fields, stocks)
-                except ValueError as exc:
-                    quarantine.add(path.name, line_no, recv_text, k, str(exc), frame)
-                    report.records_quarantined += 1
-                    report.reasons[reason_key(str(exc))] += 1
-                    continue
-                report.records_accepted += 1
-                records.append(rec)
-    return records
+    path: Path, file_no: int, stocks: dict, report: KisReport, refused: Refused
+) -> list[tuple]:
+    """The accepted records of one recording, per tr_id: (tr_id, Typed)."""
+    try:
+        lines = read_lines(path)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise IngestError(f"{path}: unreadable recording ({exc})") from exc
+    report.files += 1
+    report.lines += len(lines.line) + len(lines.refused)
+    report.lines_quarantined += len(lines.refused)
+    for line, reason, raw in lines.refused:
+        report.refuse(refused, path.name, line, "", -1, reason, raw)
+    batch = kis.parse_frames(lines.frame)
+    report.control.update(c.kind for c in batch.control.values())
+    report.lines_quarantined += len(batch.errors)
+    for i, reason in batch.errors.items():
+        raw = json.dumps(
+            {"recv_ts": lines.recv_ts[i].as_py(), "frame": lines.frame[i].as_py()}, ensure_ascii=False
+        )
+        report.refuse(refused, path.name, int(lines.line[i]), "", -1, reason, raw)
+    report.data_frames += len(lines.line) - len(batch.control) - len(batch.errors)
+    report.drift.update({f"{tr_id} {width} fields": n for (tr_id, width), n in batch.drift.items()})
+    typed = []
+    for tr_id, table in batch.tables.items():
+        records, checks = typed_records(tr_id, table, lines, file_no, sorted(stocks), report.unknown_codes)
+        report.records += table.num_rows
+        report.records_accepted += len(records.spine)
+        report.records_quarantined += table.num_rows - len(records.spine)
+        report.halted_records += int(records.spine["halted"].sum())
+        frames = table["frame"].to_numpy()
+        for i in np.flatnonzero(~checks.ok):
+            f = frames[i]
+            report.refuse(
+                refused,
+                path.name,
+                int(lines.line[f]),
+                lines.recv_ts[f].as_py(),
+                int(table["record"][i].as_py()),
+                checks.reason[i],
+                lines.frame[f].as_py(),
+            )
+        typed.append((tr_id, records))
+    return typed
 
 
-def _record(
-    seq: int, recv_us: int, recv_day: dt.date, tr_id: str, fields: dict[str, str], stocks: dict
-) -> _Record:
-    code = fields["MKSC_SHRN_ISCD"].strip()
-    if code not in stocks:
-        raise ValueError(f"stock_code {code!r} is not in {STOCKS_FILE}")
-    ints = {}
-    for name in _INT_FIELDS[tr_id]:
-        text = fields[name].strip()
-        try:
-            ints[name] = int(text)
-        except ValueError:
-            raise ValueError(f"{tr_id} {name}: {text!r} is not an integer") from None
-    day = recv_day
-    if tr_id == kis.TRADES:
-        try:
-            day = dt.datetime.strptime(fields["BSOP_DATE"], "%Y%m%d").date()
-        except ValueError:
-            raise ValueError(f"{tr_id} BSOP_DATE: {fields['BSOP_DATE']!r} is not YYYYMMDD") from None
-        if fields["CCLD_DVSN"] not in kis.SIDE_BY_CCLD_DVSN:
-            raise ValueError(f"{tr_id} CCLD_DVSN: unknown code {fields['CCLD_DVSN']!r}")
-        if ints["STCK_PRPR"] <= 0 or ints["CNTG_VOL"] <= 0:
-            raise ValueError(f"{tr_id} STCK_PRPR/CNTG_VOL: price and volume must be positive")
-    if tr_id == kis.MARKET_OP and fields["VI_CLS_CODE"] not in ("Y", "N"):
-        raise ValueError(f"{tr_id} VI_CLS_CODE: {fields['VI_CLS_CODE']!r} is neither Y nor N")
-    clock = None
-    if tr_id in _TIME_FIELD:
-        try:
-            clock = krx.parse_hhmmss(day, fields[_TIME_FIELD[tr_id]])
-        except ValueError as exc:
-            raise ValueError(f"{tr_id} {_TIME_FIELD[tr_id]}: {exc}") from None
-    return _Record(seq, recv_us, day, clock, tr_id, fields, ints)
+def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict]) -> pd.DataFrame:
+    """Each stock's records through its :class:`StockFeed`, in arrival order."""
+    by_stock: dict[str, dict[int, int]] = defaultdict(dict)
+    for i, v in enumerate(vi_rows):
+        by_stock[v["stock_code"]][v["trigger_ts"] // krx.US_PER_SECOND] = i
+    stock = spine["stock"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, stock[1:] != stock[:-1], True])
+    kinds, days, stamps = spine["kind"].tolist(), spine["day"].tolist(), spine["stamp_us"].tolist()
+    sides, vi_on = spine["side"].tolist(), spine["vi_on"].tolist()
+    hours = np.array(kis.HOUR_CLS_CODES, dtype=object)[spine["hour"].to_numpy()].tolist()
+    results = []
+    clock_held = 0
+    for lo, hi in pairwise(bounds.tolist()):
+        feed = StockFeed(by_stock[stock_codes[stock[lo]]])
+        for i in range(lo, hi):
+            k = kinds[i]
+            if k == TRADE:
+                results.append(feed.on_trade(days[i], stamps[i], sides[i], hours[i]))
+            elif k == BOOK:
+                results.append(feed.on_book(days[i], stamps[i], hours[i]))
+            elif k == MARKET_OP:
+                results.append(feed.on_market_op(days[i], stamps[i], vi_on[i]))
+            else:
+                results.append(feed.on_program(days[i], stamps[i]))
+        clock_held += feed.clock_held
+    columns = list(zip(*results, strict=True)) if results else [[]] * 5
+    frame = pd.DataFrame(
+        dict(zip(("timestamp", "vi_status", "print_side", "vi", "started"), columns, strict=True))
+    )
+    frame.attrs["clock_held"] = clock_held
+    return frame
 
 
-def _read_vi_status(path: Path, quarantine: _Quarantine, report: KisReport, seen: dict) -> None:
+def _run_starts(spine: pd.DataFrame) -> np.ndarray:
+    """For each record, the first record of its stock-day run (the feed resets on a new day)."""
+    stock, day = spine["stock"].to_numpy(), spine["day"].to_numpy()
+    new = np.r_[True, (stock[1:] != stock[:-1]) | (day[1:] != day[:-1])]
+    return np.maximum.accumulate(np.where(new, np.arange(len(new)), 0))
+
+
+def _carried(spine: pd.DataFrame, starts: np.ndarray, kind: int, values: np.ndarray | None) -> np.ndarray:
+    """The latest value of a ``kind`` record so far in each stock-day (0 before the first)."""
+    n = len(spine)
+    mine = spine["kind"].to_numpy() == kind
+    carried = np.zeros(n, dtype=np.int64)
+    if values is None or not mine.any():
+        return carried
+    full = np.zeros(n, dtype=np.int64)
+    full[mine] = values[spine["src"].to_numpy()[mine]]
+    last = np.maximum.accumulate(np.where(mine, np.arange(n), -1))
+    seen = last >= starts
+    carried[seen] = full[last[seen]]
+    return carried
+
+
+def _rows(
+    spine: pd.DataFrame, fields: dict[int, dict[str, np.ndarray]], stocks: dict, vi_rows: list[dict]
+) -> pa.Table:
+    """The tick rows of every trade, book and status record (program records are carried)."""
+    kind, src = spine["kind"].to_numpy(), spine["src"].to_numpy()
+    starts = _run_starts(spine)
+    cum = _carried(spine, starts, TRADE, fields[TRADE].get("ACML_VOL"))
+    program = _carried(spine, starts, PROGRAM, fields[PROGRAM].get("NTBY_CNQN"))
+    keep = kind != PROGRAM
+    kind, src, n = kind[keep], src[keep], int(keep.sum())
+    trade, book, status = kind == TRADE, kind == BOOK, kind == MARKET_OP
+    price, volume = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    price[trade] = fields[TRADE]["STCK_PRPR"][src[trade]] if trade.any() else 0
+    volume[trade] = fields[TRADE]["CNTG_VOL"][src[trade]] if trade.any() else 0
+    antc = fields[BOOK]["ANTC_CNPR"][src[book]] if book.any() else np.zeros(0, np.int64)
+    price[book] = antc  # the expected price of a call auction (예상체결가), 0 outside one
+    volume[book] = np.where(antc > 0, fields[BOOK]["ANTC_CNQN"][src[book]], 0) if book.any() else 0
+    event = np.full(n, "status", dtype=object)
+    event[trade] = "trade"
+    event[book] = np.where(antc > 0, "indicative", "book")
+    vi = spine["vi"].to_numpy()[keep]
+    trigger = np.array([v["trigger_price"] for v in vi_rows] + [0], dtype=np.int64)
+    started = status & spine["started"].to_numpy()[keep]
+    price[started] = trigger[vi[started]]  # a VI's status row carries its trigger price (NO_VI: 0)
+    columns = {
+        "timestamp": spine["timestamp"].to_numpy()[keep],
+        "recv_ts": spine["recv_us"].to_numpy()[keep],
+        **{
+            name: np.array(
+                [stocks[c][name] if name != "stock_code" else c for c in sorted(stocks)], dtype=object
+            )[spine["stock"].to_numpy()[keep]]
+            for name in ("stock_code", "stock_name", "market")
+        },
+        "event_type": event,
+        "price": price,
+        "volume": volume,
+        "side": np.where(trade, spine["print_side"].to_numpy()[keep], 0).astype(np.int8),
+        "cum_volume": cum[keep],
+        "program_net_buy": program[keep],
+        "vi_status": spine["vi_status"].to_numpy()[keep].astype(np.int8),
+        "vi_type": np.array([v["vi_type"] for v in vi_rows] + ["none"], dtype=object)[vi],
+        "vi_reason": np.array(
+            [f"{v['vi_type']}_{'up' if v['direction'] > 0 else 'down'}" for v in vi_rows] + [""], dtype=object
+        )[vi],
+    }
+    for column in BOOK_COLUMNS:
+        values = np.zeros(n, dtype=np.int64)
+        if book.any():
+            values[book] = fields[BOOK][_BOOK_SOURCE[column]][src[book]]
+        columns[column] = values
+    return _finish(columns)
+
+
+def _base_prices(spine: pd.DataFrame, fields: dict[int, dict[str, np.ndarray]]) -> pd.Series:
+    """기준가 per (stock, day) from the feed: the first trade's price minus its change from the
+    previous close, or a book's expected price minus its change (KIS sends minus the previous
+    close there when no auction runs: the base price again)."""
+    kind, src = spine["kind"].to_numpy(), spine["src"].to_numpy()
+    base = np.zeros(len(spine), dtype=np.int64)
+    trade, book = kind == TRADE, kind == BOOK
+    if trade.any():
+        base[trade] = fields[TRADE]["STCK_PRPR"][src[trade]] - fields[TRADE]["PRDY_VRSS"][src[trade]]
+    if book.any():
+        base[book] = fields[BOOK]["ANTC_CNPR"][src[book]] - fields[BOOK]["ANTC_CNTG_VRSS"][src[book]]
+    known = pd.Series(np.where(base > 0, base, np.nan), index=spine.index)
+    return known.groupby([spine["stock"], spine["day"]], sort=False).first()
+
+
+def _read_vi_status(path: Path, refused: Refused, report: KisReport, seen: dict) -> None:
     """FHPST01390000 output rows (a response object with ``output``, or a list of rows) into
     ``seen``, keyed by (stock, trigger time): polls of the last 30 records overlap."""
     try:
@@ -242,9 +301,8 @@ def _read_vi_status(path: Path, quarantine: _Quarantine, report: KisReport, seen
                 raise ValueError("duplicate of an earlier poll")
         except (KeyError, TypeError, ValueError) as exc:
             reason = f"VI status: {exc}" if not isinstance(exc, KeyError) else f"VI status: missing {exc}"
-            quarantine.add(path.name, i + 1, "", -1, reason, json.dumps(row, ensure_ascii=False))
+            report.refuse(refused, path.name, i + 1, "", -1, reason, json.dumps(row, ensure_ascii=False))
             report.vi_quarantined += 1
-            report.reasons[reason_key(reason)] += 1
             continue
         seen[(vi["stock_code"], vi["trigger_ts"])] = vi
         report.vi_accepted += 1
@@ -274,93 +332,6 @@ def _vi_row(row: dict) -> dict:
     }
 
 
-def _merge_stock(code: str, records: list[_Record], stock: dict, vi_rows: list[dict], report: KisReport):
-    """Rows of one stock (all its days) in arrival order, and its instrument rows."""
-    rows: list[dict] = []
-    instruments: dict[dt.date, dict] = {}
-    empty_book = dict.fromkeys(
-        (f"{s}_{k}_{i}" for s in ("bid", "ask") for k in ("price", "volume") for i in LEVELS), 0
-    )
-    by_second = {(v["trigger_ts"] // 1_000_000): v for v in vi_rows}
-    day = None
-    clock = state = cum = program = 0
-    vi: dict | None = None
-    for rec in records:
-        if rec.day != day:
-            day, clock, state, cum, program, vi = rec.day, 0, NORMAL, 0, 0, None
-        base = _base_price(rec)
-        if base and day not in instruments:
-            instruments[day] = {"date": day, "stock_code": code, **stock, "base_price": base}
-        # H0STMKO0 has no exchange time: the second it was received is the best estimate
-        stamp = rec.clock_us if rec.clock_us is not None else rec.recv_us // 1_000_000 * 1_000_000
-        if stamp < clock:
-            report.clock_held += rec.clock_us is not None
-        clock = max(clock, stamp)
-        ints, f = rec.ints, rec.fields
-        if rec.tr_id == kis.PROGRAM:
-            program = ints["NTBY_CNQN"]
-            continue
-        row = {"timestamp": clock, "recv_ts": rec.recv_us, "price": 0, "volume": 0, "side": 0}
-        if rec.tr_id == kis.TRADES:
-            side = kis.SIDE_BY_CCLD_DVSN[f["CCLD_DVSN"]]
-            cum = ints["ACML_VOL"]
-            status = NORMAL
-            if state == AUCTION:
-                status, state = VI_STATUS_RELEASED, (RELEASED if side == 0 else NORMAL)
-            row.update(event_type="trade", price=ints["STCK_PRPR"], volume=ints["CNTG_VOL"], side=side)
-            row.update(empty_book)
-        elif rec.tr_id == kis.BOOK:
-            book = {
-                **{f"ask_price_{i}": ints[f"ASKP{i}"] for i in LEVELS},
-                **{f"bid_price_{i}": ints[f"BIDP{i}"] for i in LEVELS},
-                **{f"ask_volume_{i}": ints[f"ASKP_RSQN{i}"] for i in LEVELS},
-                **{f"bid_volume_{i}": ints[f"BIDP_RSQN{i}"] for i in LEVELS},
-            }
-            status = VI_STATUS_AUCTION if state == AUCTION else NORMAL
-            indicative = ints["ANTC_CNPR"] > 0
-            row.update(book)
-            row.update(
-                event_type="indicative" if indicative else "book",
-                price=ints["ANTC_CNPR"] if indicative else 0,
-                volume=ints["ANTC_CNQN"] if indicative else 0,
-            )
-        else:  # H0STMKO0: a VI starts ('Y') or ends ('N')
-            on = f["VI_CLS_CODE"] == "Y"
-            status = NORMAL
-            if on and state != AUCTION:
-                vi = by_second.get(clock // 1_000_000) or by_second.get(clock // 1_000_000 - 1)
-                state, status = AUCTION, VI_STATUS_AUCTION
-                row["price"] = vi["trigger_price"] if vi else 0
-            elif on:
-                status = VI_STATUS_AUCTION
-            elif state in (AUCTION, RELEASED):
-                status, state = VI_STATUS_RELEASED, NORMAL
-            row.update(event_type="status")
-            row.update(empty_book)
-        in_vi = status != NORMAL
-        row.update(
-            cum_volume=cum,
-            program_net_buy=program,
-            vi_status=status,
-            vi_type=vi["vi_type"] if (in_vi and vi) else "none",
-            vi_reason=f"{vi['vi_type']}_{'up' if vi['direction'] > 0 else 'down'}" if (in_vi and vi) else "",
-            day=day,
-        )
-        if state == NORMAL and status == NORMAL:
-            vi = None
-        rows.append(row)
-    return rows, instruments
-
-
-def _base_price(rec: _Record) -> int | None:
-    """기준가 from the feed: the price minus its change from the previous close."""
-    if rec.tr_id == kis.TRADES:
-        return rec.ints["STCK_PRPR"] - rec.ints["PRDY_VRSS"]
-    if rec.tr_id == kis.BOOK and rec.ints["ANTC_CNPR"] > 0:
-        return rec.ints["ANTC_CNPR"] - rec.ints["ANTC_CNTG_VRSS"]
-    return None
-
-
 def find_sources(src: Path) -> tuple[list[Path], list[Path], Path]:
     if src.is_file():
         return [src], [], src.parent / STOCKS_FILE
@@ -374,71 +345,95 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
     if not recordings:
         raise IngestError(f"{src}: no KIS recordings (*.jsonl, *.jsonl.gz)")
     stocks = load_stocks(stocks_path or default_stocks)
-    report = KisReport()
-    quarantine = _Quarantine()
+    report, refused = KisReport(), Refused()
     unique: dict[tuple, dict] = {}
     for path in vi_files:
-        _read_vi_status(path, quarantine, report, unique)
-    per_stock: dict[str, list[_Record]] = defaultdict(list)
-    for path in recordings:
+        _read_vi_status(path, refused, report, unique)
+    vi_rows = sorted(unique.values(), key=lambda r: (r["trigger_ts"], r["stock_code"]))
+    typed: list[tuple[str, Typed]] = []
+    for file_no, path in enumerate(recordings):
         if path.stat().st_size == 0:
             raise IngestError(f"{path}: empty file")
-        report.files += 1
-        try:
-            for rec in _read_recording(path, stocks, report, quarantine):
-                per_stock[rec.fields["MKSC_SHRN_ISCD"]].append(rec)
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise IngestError(f"{path}: unreadable recording ({exc})") from exc
-    vi_by_stock: dict[str, list[dict]] = defaultdict(list)
-    for r in unique.values():
-        vi_by_stock[r["stock_code"]].append(r)
-    instruments: list[dict] = []
-    frames = []
-    for code, records in sorted(per_stock.items()):
-        records.sort(key=lambda r: (r.recv_us, r.seq))  # arrival order across files
-        rows, inst = _merge_stock(code, records, stocks[code], vi_by_stock[code], report)
-        missing = sorted({r["day"] for r in rows} - set(inst))
-        if missing:
-            raise IngestError(
-                f"stock {code} on {missing[0]}: no 기준가 in the recording (no trade and no indicative "
-                f"price); record from before the open"
-            )
-        instruments += inst.values()
-        if rows:
-            df = pd.DataFrame(rows)
-            df["stock_code"], df["stock_name"], df["market"] = (
-                code,
-                stocks[code]["stock_name"],
-                stocks[code]["market"],
-            )
-            frames.append(df)
+        typed += _read_recording(path, file_no, stocks, report, refused)
     if not report.balanced:
         raise AssertionError("kis ingest lost lines or records: counts do not add up")
+    spine, fields = _spine(typed)
     out.mkdir(parents=True, exist_ok=True)
-    if quarantine.rows:
+    if refused.rows:
         target = out / "quarantine" / "ingest" / "kis.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(quarantine.rows), target)
-    if frames:
-        df = pd.concat(frames, ignore_index=True)
-        df = _finish(df)
-        report.stock_days, report.rows_written = write_ticks(df, out, extra=(RECV_TS_FIELD,))
-    pq.write_table(
-        pa.Table.from_pylist(
-            sorted(instruments, key=lambda r: (r["date"], r["stock_code"])), INSTRUMENT_SCHEMA
-        ),
-        out / "instruments.parquet",
-    )
-    if unique:
-        log = sorted(unique.values(), key=lambda r: (r["trigger_ts"], r["stock_code"]))
-        table = pa.Table.from_pylist(log)
-        for name in ("trigger_ts", "release_ts"):
-            i = table.column_names.index(name)
-            table = table.set_column(
-                i, name, table[name].cast(pa.timestamp("us")).cast(VI_LOG_SCHEMA.field(name).type)
-            )
-        pq.write_table(table.select(VI_LOG_SCHEMA.names).cast(VI_LOG_SCHEMA), out / "vi_log.parquet")
-    (out / SUMMARY_FILE).write_text(
+        pq.write_table(pa.Table.from_pylist(refused.rows), target)
+    instruments = []
+    if len(spine):
+        feeds = _run_feeds(spine, sorted(stocks), vi_rows)
+        report.clock_held = feeds.attrs["clock_held"]
+        spine = pd.concat([spine, feeds], axis=1)
+        instruments = _instruments(spine, fields, stocks)
+        rows = _rows(spine, fields, stocks, vi_rows)
+        if rows.num_rows:
+            report.stock_days, report.rows_written = write_ticks(rows, out, extra=(RECV_TS_FIELD,))
+    pq.write_table(pa.Table.from_pylist(instruments, INSTRUMENT_SCHEMA), out / "instruments.parquet")
+    if vi_rows:
+        _write_vi_log(vi_rows, out / "vi_log.parquet")
+    _write_summary(report, out / SUMMARY_FILE)
+    return report
+
+
+def _spine(typed: list[tuple[str, Typed]]) -> tuple[pd.DataFrame, dict[int, dict[str, np.ndarray]]]:
+    """Every accepted record in arrival order per stock, ``src`` pointing into its kind's fields."""
+    parts: dict[int, list[Typed]] = defaultdict(list)
+    for tr_id, t in typed:
+        parts[KINDS[tr_id]].append(t)
+    spines, fields = [], {}
+    for kind in (TRADE, BOOK, MARKET_OP, PROGRAM):
+        mine = parts.get(kind, [])
+        fields[kind] = {
+            name: np.concatenate([t.fields[name] for t in mine]) for name in (mine[0].fields if mine else {})
+        }
+        for t in mine:
+            spines.append(t.spine)
+        if mine:
+            n = [len(t.spine) for t in mine]
+            for t, start in zip(mine, np.cumsum([0, *n[:-1]]), strict=True):
+                t.spine["src"] = np.arange(len(t.spine)) + start
+    if not spines:
+        return pd.DataFrame(), fields
+    spine = pd.concat(spines, ignore_index=True)
+    order = np.lexsort((spine["order"].to_numpy(), spine["recv_us"].to_numpy(), spine["stock"].to_numpy()))
+    return spine.iloc[order].reset_index(drop=True), fields
+
+
+def _instruments(spine: pd.DataFrame, fields: dict, stocks: dict) -> list[dict]:
+    codes = sorted(stocks)
+    bases = _base_prices(spine, fields)
+    missing = bases[bases.isna()]
+    if len(missing):
+        stock, day = missing.index[0]
+        raise IngestError(
+            f"stock {codes[stock]} on {krx.seoul_date(int(krx.day_start_us(day)))}: no 기준가 in the "
+            f"recording (no trade and no book with the previous close); record from before the open"
+        )
+    rows = []
+    for (stock, day), base in bases.items():
+        date = krx.seoul_date(int(krx.day_start_us(day)))
+        rows.append(
+            {"date": date, "stock_code": codes[stock], **stocks[codes[stock]], "base_price": int(base)}
+        )
+    return sorted(rows, key=lambda r: (r["date"], r["stock_code"]))
+
+
+def _write_vi_log(vi_rows: list[dict], path: Path) -> None:
+    table = pa.Table.from_pylist(vi_rows)
+    for name in ("trigger_ts", "release_ts"):
+        i = table.column_names.index(name)
+        table = table.set_column(
+            i, name, table[name].cast(pa.timestamp("us")).cast(VI_LOG_SCHEMA.field(name).type)
+        )
+    pq.write_table(table.select(VI_LOG_SCHEMA.names).cast(VI_LOG_SCHEMA), path)
+
+
+def _write_summary(report: KisReport, path: Path) -> None:
+    path.write_text(
         json.dumps(
             {
                 "format": "kis-log",
@@ -450,6 +445,10 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
                 "records": report.records,
                 "records_accepted": report.records_accepted,
                 "records_quarantined": report.records_quarantined,
+                "drift": dict(report.drift),
+                "unknown_codes": {" ".join(k): n for k, n in report.unknown_codes.items()},
+                "halted_records": report.halted_records,
+                "clock_held": report.clock_held,
                 "vi_status_records": report.vi_records,
                 "vi_status_accepted": report.vi_accepted,
                 "vi_status_quarantined": report.vi_quarantined,
@@ -460,15 +459,17 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
             ensure_ascii=False,
         )
     )
-    return report
 
 
-def _finish(df: pd.DataFrame) -> pd.DataFrame:
+def _finish(columns: dict[str, np.ndarray]) -> pa.Table:
     """The session from the clock, the columns the KIS feed lacks, and timestamp types."""
-    df["session"] = krx.session_labels_by_day(df["timestamp"].to_numpy())
+    n = len(columns["timestamp"])
+    columns["session"] = krx.session_labels_by_day(columns["timestamp"])
     for name in ("institution_net", "foreign_net", "individual_net"):
-        df[name] = 0  # KIS publishes investor flows by REST only: not in a recording
-    df["news_flag"] = df["disclosure_flag"] = False
+        columns[name] = np.zeros(n, dtype=np.int64)  # KIS publishes investor flows by REST only
+    columns["news_flag"] = columns["disclosure_flag"] = np.zeros(n, dtype=bool)
+    table = pa.table(columns)
     for name in ("timestamp", "recv_ts"):
-        df[name] = krx.seoul_timestamps(df[name])
-    return df.drop(columns="day")
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, pc.cast(table[name], RECV_TS_FIELD.type))
+    return table

@@ -6,16 +6,18 @@ from __future__ import annotations
 import pandas as pd
 
 from market.krx.clock import seoul_dates
-from market.krx.prices import is_on_grid_array, price_limits
+from market.krx.prices import MIDPOINT_ORDERS_FROM, is_on_grid_array, price_limits
 
 
 def on_tick_grid(df: pd.DataFrame) -> pd.Series:
-    """Trade prices are positive and on the tick grid of their market on their date
-    (columns event_type, price, market, timestamp)."""
+    """Trade prices are positive and on the tick grid of their market on their date, or half a
+    tick off it for a continuous-session print since mid-point orders exist (columns event_type,
+    price, market, timestamp, session)."""
     ok = pd.Series(True, index=df.index)
     sub = df[df["event_type"] == "trade"]
     for (market, day), g in sub.groupby([sub["market"], seoul_dates(sub["timestamp"])], observed=True):
-        ok[g.index] = is_on_grid_array(g["price"].to_numpy(), market, day)
+        midpoint = (g["session"] == "continuous").to_numpy() & (day >= MIDPOINT_ORDERS_FROM)
+        ok[g.index] = is_on_grid_array(g["price"].to_numpy(), market, day, midpoint)
     return ok
 
 

@@ -46,6 +46,11 @@ def seoul_day_number(us: np.ndarray | int) -> np.ndarray | int:
     return (np.asarray(us, dtype=np.int64) + _SEOUL_OFFSET_US) // US_PER_DAY
 
 
+def day_start_us(days: np.ndarray) -> np.ndarray:
+    """Seoul midnight of each day number (:func:`seoul_day_number`) in microseconds."""
+    return np.asarray(days, dtype=np.int64) * US_PER_DAY - _SEOUL_OFFSET_US
+
+
 def hhmmss(us: int) -> str:
     """The Seoul wall-clock time as HHMMSS (KRX and KIS feeds stamp whole seconds so)."""
     return from_us(us).strftime("%H%M%S")

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from market.krx.clock import day_start_us, seoul_date, seoul_day_number
 from market.krx.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, SchemaMismatch, check_table
 
 # instrument flags of index and futures membership (the 1% closing band of expiry days)
@@ -32,6 +36,28 @@ def tick_file(root: Path, day: dt.date, stock_code: str) -> Path:
 def is_yes(text: object) -> bool:
     """A membership flag as vendors and hand-written lists spell it: Y/N, 1/0, true/false."""
     return str(text).strip().upper() in ("Y", "1", "TRUE")
+
+
+def read_stock_list(path: Path) -> pd.DataFrame:
+    """A stock list CSV (stock_code, stock_name, market, kospi200; optional kosdaq150 and
+    futures_underlying, Y/N; absent: not a member): the stocks a recording or a vendor file is of."""
+    if not path.exists():
+        raise IngestError(f"{path}: no stock list (stock_code, stock_name, market, kospi200)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    missing = {"stock_code", "stock_name", "market", "kospi200"} - set(df.columns)
+    if missing:
+        raise IngestError(f"{path}: missing column(s) {sorted(missing)}")
+    df["stock_code"] = df["stock_code"].str.strip().str.zfill(6)
+    bad = ~df["stock_code"].str.fullmatch(r"\d{6}") | ~df["market"].isin(("KOSPI", "KOSDAQ"))
+    if bad.any():
+        row = df[bad].iloc[0]
+        line = int(np.flatnonzero(bad)[0]) + 2
+        raise IngestError(
+            f"{path}: row {line}: bad stock_code {row['stock_code']!r} or market {row['market']!r}"
+        )
+    for m in MEMBERSHIP:
+        df[m] = df[m].map(is_yes) if m in df else False
+    return df[["stock_code", "stock_name", "market", *MEMBERSHIP]]
 
 
 def read_instruments(path: Path) -> pa.Table:
@@ -61,18 +87,28 @@ def ticks_glob(root: Path) -> str:
     return str(Path(root) / "ticks" / "*" / "*.parquet")
 
 
-def write_ticks(df: pd.DataFrame, out: Path, extra: tuple[pa.Field, ...] = ()) -> tuple[int, int]:
-    """Write ``out/ticks/date=.../<code>.parquet`` in row order; returns (stock-days, rows)."""
+def write_ticks(
+    data: pd.DataFrame | pa.Table, out: Path, extra: tuple[pa.Field, ...] = ()
+) -> tuple[int, int]:
+    """Write ``out/ticks/date=.../<code>.parquet``, each file in row order; returns (stock-days,
+    rows)."""
     schema = pa.schema([*TICK_SCHEMA, *extra])
-    stock_days = rows = 0
-    for (day, code), g in df.groupby([df["timestamp"].dt.date, "stock_code"], sort=True):
-        table = pa.Table.from_pandas(g[schema.names], schema=schema, preserve_index=False)
-        path = tick_file(out, day, code)
+    if isinstance(data, pd.DataFrame):
+        data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
+    table = data.select(schema.names).cast(schema)
+    days = seoul_day_number(pc.cast(table["timestamp"], pa.int64()).to_numpy())
+    codes = pc.dictionary_encode(table["stock_code"]).combine_chunks()
+    names = codes.dictionary.to_pylist()
+    rank = np.argsort(np.argsort(names))[codes.indices.to_numpy()]
+    order = np.lexsort((np.arange(table.num_rows), rank, days))  # by day, then code; rows kept in order
+    key = days[order] * len(names) + rank[order]
+    bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+    for lo, hi in pairwise(bounds.tolist()):
+        part = table.take(order[lo:hi])
+        path = tick_file(out, seoul_date(day_start_us(days[order[lo]])), part["stock_code"][0].as_py())
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
-        stock_days += 1
-        rows += table.num_rows
-    return stock_days, rows
+        pq.write_table(part, path)
+    return len(bounds) - 1, table.num_rows
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:

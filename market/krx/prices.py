@@ -14,6 +14,11 @@ FUND_MARKETS = ("ETF", "ETN", "ELW")  # keep a flat 5-won tick
 
 # The unified table took effect on this date for KOSPI and KOSDAQ alike.
 UNIFIED_TICK_TABLE_FROM = dt.date(2023, 1, 25)
+# 중간가호가 (mid-point orders), introduced on KRX with the Nextrade launch on 2025-03-04: in the
+# continuous session they trade at the middle of the best bid and ask, half a tick off the grid
+# (truncated to whole won where the tick is odd or 1). KIS's H0STASP0 grew MID_PRC and
+# MIDP_TOTAL_RSQN fields for them; published H0STCNT0 frames print at 71,950 and 277,750.
+MIDPOINT_ORDERS_FROM = dt.date(2025, 3, 4)
 
 # (upper bound exclusive, tick) bands, ascending.
 _INF = 1 << 62
@@ -101,10 +106,15 @@ def is_on_grid(price: int, market: str = "KOSPI", on: dt.date | None = None) -> 
     return price > 0 and price % tick_size(price, market, on) == 0
 
 
-def is_on_grid_array(prices: np.ndarray, market: str = "KOSPI", on: dt.date | None = None) -> np.ndarray:
+def is_on_grid_array(
+    prices: np.ndarray, market: str = "KOSPI", on: dt.date | None = None, midpoint: bool = False
+) -> np.ndarray:
+    """Prices on the tick grid; with ``midpoint``, half a tick off it is allowed too (a mid-point
+    order's print in the continuous session from :data:`MIDPOINT_ORDERS_FROM`)."""
     prices = np.asarray(prices, dtype=np.int64)
-    ticks = tick_size_array(prices, market, on)
-    return (prices > 0) & (prices % np.where(ticks > 0, ticks, 1) == 0)
+    ticks = np.maximum(tick_size_array(prices, market, on), 1)
+    offset = prices % ticks
+    return (prices > 0) & ((offset == 0) | (midpoint & (offset == ticks // 2)))
 
 
 def price_limits(base_price: int, market: str = "KOSPI", on: dt.date | None = None) -> tuple[int, int]:

@@ -118,7 +118,7 @@ def _near_vi(rets: pd.DataFrame, vi_log: pd.DataFrame, minutes: int) -> np.ndarr
 
 def _grid_and_limit_shares(con: duckdb.DuckDBPyConnection) -> tuple[float, float, int]:
     trades = con.execute("""
-        SELECT t.event_type, t.timestamp, t.market, t.price, i.base_price
+        SELECT t.event_type, t.timestamp, t.market, t.session, t.price, i.base_price
         FROM ticks t JOIN instruments i ON i.stock_code = t.stock_code AND i.date = CAST(t.timestamp AS DATE)
         WHERE t.event_type = 'trade'
     """).df()

@@ -43,11 +43,8 @@ def test_frames_round_trip_whatever_the_batch(tr_id, values):
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("0|H0STCNT0|001|" + "^".join(["1"] * 45), "field count 45 does not match H0STCNT0"),
-        (
-            "0|H0STCNT0|002|" + "^".join(["1"] * 46),
-            "field count 46 does not match H0STCNT0: 46 fields per record, 2",
-        ),
+        ("0|H0STCNT0|001|" + "^".join(["1"] * 30), "H0STCNT0 record of 30 fields lacks BSOP_DATE"),
+        ("0|H0STCNT0|002|" + "^".join(["1"] * 93), "field count 93 does not split into 2 records"),
         ("1|H0STCNT0|001|c2VjcmV0", "encrypted frame"),
         ("0|H0STZZZ0|001|a", "unknown tr_id"),
         ("0|H0STCNT0|1|a", "record count '1'"),
@@ -132,15 +129,16 @@ def test_the_hazard_corpus_is_counted_and_quarantined(tmp_path, data_dir):
     code, out = _run("ingest", str(DATA / "corpus"), "--format", "kis-log", "--out", str(tmp_path / "out"))
     assert code == 0, out
     s = json.loads((tmp_path / "out" / "ingest_summary.json").read_text())
-    assert (s["lines"], s["data_frames"], s["lines_quarantined"]) == (17, 7, 7)
+    assert (s["lines"], s["data_frames"], s["lines_quarantined"]) == (17, 8, 6)
     assert s["control_messages"] == {"SUBSCRIBE SUCCESS": 2, "PINGPONG": 1}
-    assert (s["records"], s["records_accepted"], s["records_quarantined"]) == (10, 8, 2)
+    assert (s["records"], s["records_accepted"], s["records_quarantined"]) == (11, 9, 2)
     assert (s["vi_status_records"], s["vi_status_accepted"], s["vi_status_quarantined"]) == (3, 1, 2)
+    # line 8 lacks VI_STND_PRC, a trailing field vicap does not use: read, and its width reported
+    assert s["drift"] == {"H0STCNT0 45 fields": 1}
     q = pq.read_table(tmp_path / "out" / "quarantine" / "ingest" / "kis.parquet").to_pandas()
-    assert len(q) == 7 + 2 + 2
+    assert len(q) == 6 + 2 + 2
     for fragment in (
-        "field count 45 does not match H0STCNT0",
-        "46 fields per record, 2 records",
+        "H0STCNT0 record of 23 fields lacks BSOP_DATE",  # line 12: 46 fields said to be 2 records
         "encrypted frame",
         "unknown tr_id 'H0STXXX0'",
         'not a JSON object {"recv_ts", "frame"}',
@@ -152,12 +150,16 @@ def test_the_hazard_corpus_is_counted_and_quarantined(tmp_path, data_dir):
     ):
         assert q["reason"].str.contains(fragment, regex=False).any(), fragment
     assert (q.loc[q.line == 9, "raw"] == "hello, not json").all()  # the raw text is kept
-    ticks = pq.read_table(tmp_path / "out" / "ticks" / "date=2024-03-04" / "063380.parquet").to_pandas()
-    # 1 book + 1 + 3 batched + 1 trades + 1 status; the program record is carried, not a row
-    assert ticks["event_type"].tolist() == ["book", "trade", "trade", "trade", "trade", "trade", "status"]
-    assert (
-        ticks["cum_volume"].tolist()[1:6] == [10, 15, 20, 21, 23] and ticks["program_net_buy"].iloc[-1] == 5
-    )
+    assert "read with a drifted width: H0STCNT0 45 fields" in out
+    part = Path("ticks") / "date=2024-03-04" / "063380.parquet"
+    ticks = pq.read_table(tmp_path / "out" / part).to_pandas()
+    # 1 book + 1 + 3 batched trades + 1 status; the program record is carried, not a row
+    assert ticks["event_type"].tolist() == ["book", "trade", "trade", "trade", "trade", "status"]
+    assert ticks["cum_volume"].tolist()[1:5] == [10, 15, 20, 21] and ticks["program_net_buy"].iloc[-1] == 5
+    # line 8 resends the first trade (ACML_VOL 10 again), stamped with the stock's later clock:
+    # validation takes it and the trade after it out, for the jump in cum_volume
+    dropped = pq.read_table(tmp_path / "out" / "quarantine" / part).to_pandas()
+    assert dropped["cum_volume"].tolist() == [10, 23] and dropped["reason"].str.contains("cum_volume").all()
     vi_log = pq.read_table(tmp_path / "out" / "vi_log.parquet").to_pylist()
     assert [(v["vi_type"], v["direction"], v["trigger_price"], v["ref_price"]) for v in vi_log] == [
         ("static", 1, 3245, 2950)

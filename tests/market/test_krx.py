@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from market import krx
+from market.krx.checks import on_tick_grid
 
 NEW = dt.date(2023, 1, 25)  # first day of the unified table
 OLD = dt.date(2023, 1, 24)  # last day of the old tables
@@ -393,3 +395,28 @@ def test_session_labels_by_day_use_each_days_own_schedule():
     stamps += [dt.datetime(2024, 1, 3, 15, 25, tzinfo=krx.SEOUL)]
     labels = krx.session_labels_by_day(np.array([krx.epoch_us(t) for t in stamps]))
     assert labels.tolist() == ["opening_auction", "continuous", "closing_auction"]
+
+
+def test_mid_point_prints_are_half_a_tick_off_the_grid_and_only_from_march_2025():
+    """중간가호가 since 2025-03-04: the middle of 71,900 and 72,000 (tick 100) is 71,950; of 4,995
+    and 5,000 (tick 5) 4,997.5, truncated to 4,997."""
+    prices = np.array([71_950, 71_925, 4_997, 72_000])
+    assert krx.is_on_grid_array(prices, "KOSPI", dt.date(2025, 7, 30), midpoint=True).tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert krx.is_on_grid_array(prices, "KOSPI", dt.date(2025, 7, 30)).tolist() == [False, False, False, True]
+    trades = pd.DataFrame(
+        {
+            "event_type": "trade",
+            "price": [71_950, 71_950, 71_950],
+            "market": "KOSPI",
+            "session": ["continuous", "closing_auction", "continuous"],
+            "timestamp": pd.to_datetime(
+                ["2025-07-30 10:00", "2025-07-30 15:30", "2025-02-28 10:00"]
+            ).tz_localize("Asia/Seoul"),
+        }
+    )
+    assert on_tick_grid(trades).tolist() == [True, False, False]
