@@ -8,9 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import re
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -19,12 +18,20 @@ import pyarrow.parquet as pq
 
 from market import krx
 from market.kis import formats as kis
-from market.kis.ingest import load_stocks
+from market.kis.ingest import (
+    KisReport,
+    _read_vi_status,
+    _write_summary,
+    _write_vi_log,
+    find_sources,
+    load_stocks,
+    reason_key,
+)
+from market.kis.recording import Refused
 from market.krx.dataset import SUMMARY_FILE, IngestError, write_ticks
 from market.krx.schema import (
     INSTRUMENT_SCHEMA,
     RECV_TS_FIELD,
-    VI_LOG_SCHEMA,
     VI_STATUS_AUCTION,
     VI_STATUS_RELEASED,
 )
@@ -48,33 +55,6 @@ _TIME_FIELD = {kis.TRADES: "STCK_CNTG_HOUR", kis.BOOK: "BSOP_HOUR", kis.PROGRAM:
 NORMAL, AUCTION, RELEASED = 0, 1, 2  # released: the uncross printed, H0STMKO0 'N' still to come
 
 
-@dataclass
-class KisReport:
-    files: int = 0
-    lines: int = 0
-    data_frames: int = 0
-    control: Counter = field(default_factory=Counter)
-    lines_quarantined: int = 0
-    records: int = 0
-    records_accepted: int = 0
-    records_quarantined: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    rows_written: int = 0
-    stock_days: int = 0
-    clock_held: int = 0  # records stamped with the stock's later clock (exchange time went back)
-    vi_records: int = 0
-    vi_accepted: int = 0
-    vi_quarantined: int = 0
-
-    @property
-    def balanced(self) -> bool:
-        return (
-            self.lines == self.data_frames + sum(self.control.values()) + self.lines_quarantined
-            and self.records == self.records_accepted + self.records_quarantined
-            and self.vi_records == self.vi_accepted + self.vi_quarantined
-        )
-
-
 @dataclass(slots=True)
 class _Record:
     seq: int
@@ -86,27 +66,12 @@ class _Record:
     ints: dict[str, int]
 
 
-class _Quarantine:
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def add(self, file: str, line: int, recv_ts: str, record: int, reason: str, raw: str) -> None:
-        self.rows.append(
-            {"file": file, "line": line, "recv_ts": recv_ts, "record": record, "reason": reason, "raw": raw}
-        )
-
-
-def reason_key(reason: str) -> str:
-    """A reason without its values, to count alike reasons together."""
-    return re.sub(r"(?<![A-Z0-9])\d+", "N", re.sub(r"'[^']*'|\([^)]*\)", "…", reason))
-
-
 def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
 
 
 def _read_recording(
-    path: Path, stocks: dict[str, dict], report: KisReport, quarantine: _Quarantine
+    path: Path, stocks: dict[str, dict], report: KisReport, quarantine: Refused
 ) -> list[_Record]:
     records: list[_Record] = []
     with _open_text(path) as fh:
@@ -184,56 +149,6 @@ def _record(
         except ValueError as exc:
             raise ValueError(f"{tr_id} {_TIME_FIELD[tr_id]}: {exc}") from None
     return _Record(seq, recv_us, day, clock, tr_id, fields, ints)
-
-
-def _read_vi_status(path: Path, quarantine: _Quarantine, report: KisReport, seen: dict) -> None:
-    """FHPST01390000 output rows (a response object with ``output``, or a list of rows) into
-    ``seen``, keyed by (stock, trigger time): polls of the last 30 records overlap."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError(f"{path}: not a VI-status JSON response ({exc})") from exc
-    rows = doc.get("output", []) if isinstance(doc, dict) else doc
-    if not isinstance(rows, list):
-        raise IngestError(f"{path}: 'output' is not a list of VI-status rows")
-    for i, row in enumerate(rows):
-        report.vi_records += 1
-        try:
-            vi = _vi_row(row)
-            if (vi["stock_code"], vi["trigger_ts"]) in seen:
-                raise ValueError("duplicate of an earlier poll")
-        except (KeyError, TypeError, ValueError) as exc:
-            reason = f"VI status: {exc}" if not isinstance(exc, KeyError) else f"VI status: missing {exc}"
-            quarantine.add(path.name, i + 1, "", -1, reason, json.dumps(row, ensure_ascii=False))
-            report.vi_quarantined += 1
-            report.reasons[reason_key(reason)] += 1
-            continue
-        seen[(vi["stock_code"], vi["trigger_ts"])] = vi
-        report.vi_accepted += 1
-
-
-def _vi_row(row: dict) -> dict:
-    day = dt.datetime.strptime(row["bsop_date"], "%Y%m%d").date()
-    vi_type = kis.VI_TYPE_BY_KIND.get(str(row["vi_kind_code"]))
-    if vi_type is None:
-        raise ValueError(
-            f"vi_kind_code {row['vi_kind_code']!r} is not a known kind (1 static, 2 dynamic, 3 both)"
-        )
-    static = vi_type != "dynamic"
-    deviation = float(row["vi_dprt"] if static else row["vi_dmc_dprt"])
-    if deviation == 0:
-        raise ValueError("deviation 0: no direction")
-    cancel = str(row.get("vi_cncl_hour", "")).strip()
-    return {
-        "stock_code": str(row["mksc_shrn_iscd"]).zfill(6),
-        "trigger_ts": krx.parse_hhmmss(day, str(row["cntg_vi_hour"])),
-        "release_ts": krx.parse_hhmmss(day, cancel) if cancel not in ("", "000000") else None,
-        "vi_type": vi_type,
-        "direction": 1 if deviation > 0 else -1,
-        "ref_price": int(row["vi_stnd_prc"] if static else row["vi_dmc_stnd_prc"]),
-        "trigger_price": int(row["vi_prc"]),
-        "auction_price": None,  # the REST record has none; the uncross print gives it
-    }
 
 
 def _merge_stock(code: str, records: list[_Record], stock: dict, vi_rows: list[dict], report: KisReport):
@@ -323,13 +238,6 @@ def _base_price(rec: _Record) -> int | None:
     return None
 
 
-def find_sources(src: Path) -> tuple[list[Path], list[Path], Path]:
-    if src.is_file():
-        return [src], [], src.parent / STOCKS_FILE
-    recordings = sorted(p for pattern in RECORDING_PATTERNS for p in src.glob(pattern))
-    return recordings, sorted(src.glob(VI_STATUS_PATTERN)), src / STOCKS_FILE
-
-
 def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisReport:
     """Read the recordings and VI-status responses of ``src``; write the tick dataset to ``out``."""
     recordings, vi_files, default_stocks = find_sources(src)
@@ -337,7 +245,7 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
         raise IngestError(f"{src}: no KIS recordings (*.jsonl, *.jsonl.gz)")
     stocks = load_stocks(stocks_path or default_stocks)
     report = KisReport()
-    quarantine = _Quarantine()
+    quarantine = Refused()
     unique: dict[tuple, dict] = {}
     for path in vi_files:
         _read_vi_status(path, quarantine, report, unique)
@@ -392,36 +300,10 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
         out / "instruments.parquet",
     )
     if unique:
-        log = sorted(unique.values(), key=lambda r: (r["trigger_ts"], r["stock_code"]))
-        table = pa.Table.from_pylist(log)
-        for name in ("trigger_ts", "release_ts"):
-            i = table.column_names.index(name)
-            table = table.set_column(
-                i, name, table[name].cast(pa.timestamp("us")).cast(VI_LOG_SCHEMA.field(name).type)
-            )
-        pq.write_table(table.select(VI_LOG_SCHEMA.names).cast(VI_LOG_SCHEMA), out / "vi_log.parquet")
-    (out / SUMMARY_FILE).write_text(
-        json.dumps(
-            {
-                "format": "kis-log",
-                "files": report.files,
-                "lines": report.lines,
-                "data_frames": report.data_frames,
-                "control_messages": dict(report.control),
-                "lines_quarantined": report.lines_quarantined,
-                "records": report.records,
-                "records_accepted": report.records_accepted,
-                "records_quarantined": report.records_quarantined,
-                "vi_status_records": report.vi_records,
-                "vi_status_accepted": report.vi_accepted,
-                "vi_status_quarantined": report.vi_quarantined,
-                "reasons": report.reasons,
-                "has_vi_flags": True,
-            },
-            indent=2,
-            ensure_ascii=False,
+        _write_vi_log(
+            sorted(unique.values(), key=lambda r: (r["trigger_ts"], r["stock_code"])), out / "vi_log.parquet"
         )
-    )
+    _write_summary(report, out / SUMMARY_FILE)
     return report
 
 

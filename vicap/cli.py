@@ -57,12 +57,17 @@ def market_check(
 def ingest(
     src: Path = typer.Argument(..., help="a file, or a folder of files, to read"),
     format: str = typer.Option(..., "--format", help="parquet | csv | kis-log"),
-    mapping: Path = typer.Option(None, help="YAML column mapping (see market/vendor/mappings/)"),
+    mapping: list[Path] = typer.Option(
+        None,
+        help="a layout's YAML mapping, or a folder of them (market/vendor/mappings/); repeat for "
+        "several; none: vicap's own tick schema",
+    ),
     out: Path = typer.Option(..., help="dataset root to write"),
     instruments: Path = typer.Option(
         None,
-        help="instruments.parquet to use instead of deriving one; for kis-log, the stock list CSV "
-        "(default: stocks.csv beside the recordings)",
+        help="instruments.parquet to use instead of deriving one, or a stock list CSV (stock_code, "
+        "stock_name, market, kospi200) for layouts without names and markets; for kis-log, the "
+        "stock list (default: stocks.csv beside the recordings)",
     ),
 ) -> None:
     """Ingest vendor tick files or KIS real-time recordings into the vicap dataset, quarantine

@@ -68,26 +68,29 @@ def _run_kis(src: Path, out: Path, stocks: Path | None) -> int:
     return 0
 
 
-def _run_vendor(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
-    from market.vendor.ingest import Mapping, ingest
+def _run_vendor(src: Path, fmt: str, mapping_paths: list[Path], out: Path, instruments: Path | None) -> int:
+    from market.vendor.ingest import Mapping, ingest, load_layout
 
-    if mapping_path is None:
-        console.print(
-            "[red]--mapping FILE.yaml is needed for parquet and csv (see market/vendor/mappings/)[/]"
-        )
-        return 2
+    mappings = load_layout(mapping_paths) if mapping_paths else [Mapping.own_schema()]
     sources = sorted(src.glob(f"*{FORMATS[fmt]}")) if src.is_dir() else [src]
+    sources = [p for p in sources if instruments is None or p.resolve() != instruments.resolve()]
     if not sources:
         console.print(f"[red]{src}: no {fmt} files[/]")
         return 2
-    report = ingest(sources, Mapping.load(mapping_path), out, instruments)
+    report = ingest(sources, mappings, out, instruments)
     _print_counts(
-        f"Ingested {len(sources)} file(s) into {out}",
+        f"Ingested {len(sources)} file(s) ({', '.join(m.name for m in mappings)}) into {out}",
         [
             ("rows in", report.rows_in),
             ("accepted", report.rows_accepted),
             ("quarantined", report.rows_quarantined),
             ("in = accepted + quarantined", report.rows_in == report.rows_accepted + report.rows_quarantined),
+            ("VI event rows / VI log rows", f"{report.vi_events} / {report.vi_log_rows}"),
+            *(
+                (f"investor net changes held to the next publication: {k}", n)
+                for k, n in sorted(report.investor_changes_held.items())
+                if n
+            ),
             ("stock-days written", report.stock_days),
         ],
         report.reasons,
@@ -95,7 +98,9 @@ def _run_vendor(src: Path, fmt: str, mapping_path: Path | None, out: Path, instr
     return 0
 
 
-def run_ingest(src: Path, fmt: str, mapping_path: Path | None, out: Path, instruments: Path | None) -> int:
+def run_ingest(
+    src: Path, fmt: str, mapping_paths: list[Path] | None, out: Path, instruments: Path | None
+) -> int:
     from market.krx.dataset import IngestError
     from vicap.validate_cmd import run_validate
 
@@ -109,7 +114,7 @@ def run_ingest(src: Path, fmt: str, mapping_path: Path | None, out: Path, instru
         code = (
             _run_kis(src, out, instruments)
             if fmt == "kis-log"
-            else _run_vendor(src, fmt, mapping_path, out, instruments)
+            else _run_vendor(src, fmt, mapping_paths or [], out, instruments)
         )
     except IngestError as exc:
         console.print(f"[red]{exc}[/]")

@@ -238,22 +238,28 @@ class VIDetector:
         """Whether a trade is a call auction's single-price print (단일가 체결)."""
         if ev.side == SIDE_AUCTION:
             return True
+        opening = not st.opened and ev.ts <= st.open_us + RANDOM_END_US
+        halted = ev.ts - st.last_trade_ts >= AUCTION_MIN_US
         if ev.side != SIDE_UNKNOWN:
-            return False
+            # vendors that sign every print (Kiwoom's FID 15, LS cgubun) sign a call's uncross too:
+            # the day's first print in the open's window, and a print across a band after a halt
+            # (continuous trading cannot print there), are single-price prints whatever the sign
+            return not self._use_flags and (opening or (st.opened and halted and self._beyond_band(st, ev)))
         # no aggressor side in the data: the clock and the halt before the print tell
-        if ev.ts >= st.close_start_us or (not st.opened and ev.ts <= st.open_us + RANDOM_END_US):
+        if ev.ts >= st.close_start_us or opening:
             return True  # the closing call, or the open
         if ev.vi_status == VI_STATUS_RELEASED and st.active is not None:
             return True  # flagged as the release of a VI
-        halted = ev.ts - st.last_trade_ts >= AUCTION_MIN_US
         if not st.opened:  # an opening call extended by a static VI prints 10% from the base price
             banded = krx.band_direction(ev.price, st.static_ref, STATIC_BP) != 0
             return halted and banded and ev.ts <= st.open_us + RANDOM_END_US + EXTENSION_MAX_US
-        banded = (
+        return halted and (self._beyond_band(st, ev) or st.first_indicative is not None)
+
+    def _beyond_band(self, st: _State, ev: MarketEvent) -> bool:
+        return (
             krx.band_direction(ev.price, st.static_ref, STATIC_BP) != 0
             or krx.band_direction(ev.price, st.last_price, self._dynamic_bp(st, ev.ts)) != 0
         )
-        return halted and (banded or st.first_indicative is not None)
 
     # -------------------------------------------------------------- from the exchange's flags
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from market import krx
 from market.exchange.engine import Exchange, ExchangeConfig, Instrument
 from market.krx.dataset import tick_file
+from market.krx.flows import publication_times_us
 from market.krx.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, VI_LOG_SCHEMA
 from market.synthetic import kernels as sk
 
@@ -32,7 +33,7 @@ INTENSITIES = ("normal", "hot")
 # shock episodes per stock-day: "normal" gives about 5 VIs per stock-year, "hot" many a day
 EPISODES_PER_STOCK_DAY = {"normal": 0.025, "hot": 3.0}
 CAUSE_WEIGHTS = {"news": 0.35, "disclosure": 0.2, "program": 0.25, "panic": 0.2}
-INVESTOR_PUBLICATIONS = ((9, 30), (10, 0), (11, 20), (13, 20), (14, 30))  # provisional 잠정치 times
+
 SECONDS_FROM_0830 = 7 * 3600 + 2 * 600  # 08:30 to 15:50: enough for a VI-extended close
 
 _SYLLABLES = (
@@ -260,10 +261,7 @@ def simulate_stock_day(
     schedule = krx.session_schedule(day)
     t_start = krx.epoch_us(schedule.opening_auction_start)
     t_end = t_start + SECONDS_FROM_0830 * 1_000_000
-    pub = np.array(
-        [krx.at_seoul(day, dt.time(h, m)) for h, m in INVESTOR_PUBLICATIONS],
-        dtype=np.int64,
-    )
+    pub = publication_times_us(day)
     exchange_seed = int(rng.integers(0, 2**31 - 1))
     capacity = int(60_000 * max(1.0, spec.activity))
     while True:

@@ -5,7 +5,7 @@
 - kis/recording/: a generated KRX morning (two stocks, one VI) recorded in the KIS formats;
 - kis/corpus/: one line per KIS hazard (batched records, control messages, wrong field counts,
   an encrypted frame, garbage, unknown stocks) and a VI-status poll with a duplicate and a bad row;
-- bad/: vendor files (DataGuide layout) each broken one way.
+- bad/: vendor files (the korean_headers test layout) each broken one way.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from market.kis.export import export_recording
 from market.synthetic.generator import generate
 
 HERE = Path(__file__).resolve().parent
-MAPPING = Mapping.load(HERE.parents[1] / "market" / "vendor" / "mappings" / "dataguide_ticks.yaml")
+MAPPING = Mapping.load(HERE / "vendor" / "korean_headers.yaml")
 DAY = dt.date(2024, 3, 4)
 VI_STOCK, CALM_STOCK = "880770", "063380"
 

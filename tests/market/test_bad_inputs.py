@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from vicap.cli import app
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
-MAPPING = Path(__file__).resolve().parents[2] / "market" / "vendor" / "mappings" / "dataguide_ticks.yaml"
+MAPPING = Path(__file__).resolve().parents[1] / "data" / "vendor" / "korean_headers.yaml"
 
 # file -> (rows in, {ingest reason: rows}, {validation reason: rows}); the validation counts
 # include the trade after a quarantined one, whose cum_volume now shows the gap

@@ -17,11 +17,11 @@ from market.krx.schema import SIDE_UNKNOWN, VI_LOG_SCHEMA
 from market.vendor.ingest import Mapping, ingest, to_vendor_layout
 from vicap.cli import app
 
-MAPPING = Path(__file__).resolve().parents[2] / "market" / "vendor" / "mappings" / "dataguide_ticks.yaml"
+MAPPING = Path(__file__).resolve().parents[1] / "data" / "vendor" / "korean_headers.yaml"
 KEYS = ["stock_code", "trigger_ts", "release_ts", "vi_type", "direction", "trigger_price", "auction_price"]
 
 
-def export_dataguide(ticks: pd.DataFrame, inst: dict, path: Path, encoding: str = "cp949") -> None:
+def export_korean_headers(ticks: pd.DataFrame, inst: dict, path: Path, encoding: str = "cp949") -> None:
     """Write ticks the way a vendor would: Korean headers and labels, one row per event."""
     vendor = to_vendor_layout(ticks, Mapping.load(MAPPING), inst)
     vendor.to_csv(path, index=False, encoding=encoding)
@@ -40,7 +40,7 @@ def busiest(dataset):
 
 def test_round_trip_through_a_vendor_csv_keeps_every_vi(dataset, busiest, tmp_path):
     code, day, ticks, inst = busiest
-    export_dataguide(ticks, inst, tmp_path / "틱데이터.csv")
+    export_korean_headers(ticks, inst, tmp_path / "틱데이터.csv")
     report = ingest([tmp_path / "틱데이터.csv"], Mapping.load(MAPPING), tmp_path / "out")
     assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (len(ticks), len(ticks), 0)
     original = events_table(detect(dataset)).to_pandas()
@@ -56,7 +56,7 @@ def test_round_trip_through_a_vendor_csv_keeps_every_vi(dataset, busiest, tmp_pa
 
 def test_bad_rows_are_quarantined_with_a_reason(busiest, tmp_path):
     _, _, ticks, inst = busiest
-    export_dataguide(ticks.head(200), inst, tmp_path / "v.csv", encoding="utf-8")
+    export_korean_headers(ticks.head(200), inst, tmp_path / "v.csv", encoding="utf-8")
     rows = pd.read_csv(tmp_path / "v.csv", dtype=str, keep_default_na=False)
     rows.loc[3, "시간"] = "99x"
     rows.loc[5, "현재가"] = "abc"
@@ -100,7 +100,7 @@ def test_broken_files_get_a_clear_error(tmp_path):
 
 def test_ingest_cli_validates_and_refuses_unknown_formats(busiest, tmp_path, data_dir):
     _, _, ticks, inst = busiest
-    export_dataguide(ticks.head(3000), inst, tmp_path / "a.csv")
+    export_korean_headers(ticks.head(3000), inst, tmp_path / "a.csv")
     runner = CliRunner()
     ok = runner.invoke(
         app,
@@ -135,7 +135,7 @@ def _logged_for(dataset: Path, code: str, day) -> pa.Table:
 
 def test_rules_alone_find_exactly_the_logged_vis_in_a_vendor_csv_round_trip(dataset, busiest, tmp_path):
     code, day, ticks, inst = busiest
-    export_dataguide(ticks, inst, tmp_path / "틱데이터.csv")
+    export_korean_headers(ticks, inst, tmp_path / "틱데이터.csv")
     ingest([tmp_path / "틱데이터.csv"], Mapping.load(MAPPING), tmp_path / "out")
     logged = _logged_for(dataset, code, day)
     pq.write_table(logged, tmp_path / "out" / "vi_log.parquet")  # the exchange's record of that day

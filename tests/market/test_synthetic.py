@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from market import krx
+from market.krx.flows import INVESTOR_PUBLICATIONS
 from market.krx.schema import (
     INSTRUMENT_SCHEMA,
     SYNTHETIC_VI_LOG_FIELDS,
@@ -23,7 +24,7 @@ from market.krx.schema import (
     VI_LOG_SCHEMA,
     check_table,
 )
-from market.synthetic.generator import INVESTOR_PUBLICATIONS, generate, make_universe
+from market.synthetic.generator import generate, make_universe
 from market.synthetic.realism import measure
 from tests.conftest import SYNTHETIC_ARGS as ARGS
 from vicap.cli import app
