@@ -160,8 +160,9 @@ def _read_recording(
     return typed
 
 
-def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict]) -> pd.DataFrame:
-    """Each stock's records through its :class:`StockFeed`, in arrival order."""
+def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict]) -> tuple[pd.DataFrame, int]:
+    """Each stock's records through its :class:`StockFeed`, in arrival order: what the feed made
+    of each record, and how many records came with an exchange time before the stock's clock."""
     by_stock: dict[str, dict[int, int]] = defaultdict(dict)
     for i, v in enumerate(vi_rows):
         by_stock[v["stock_code"]][v["trigger_ts"] // krx.US_PER_SECOND] = i
@@ -186,11 +187,8 @@ def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict])
                 results.append(feed.on_program(days[i], stamps[i]))
         clock_held += feed.clock_held
     columns = list(zip(*results, strict=True)) if results else [[]] * 5
-    frame = pd.DataFrame(
-        dict(zip(("timestamp", "vi_status", "print_side", "vi", "started"), columns, strict=True))
-    )
-    frame.attrs["clock_held"] = clock_held
-    return frame
+    names = ("timestamp", "vi_status", "print_side", "vi", "started")
+    return pd.DataFrame(dict(zip(names, columns, strict=True))), clock_held
 
 
 def _run_starts(spine: pd.DataFrame) -> np.ndarray:
@@ -365,8 +363,7 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
         pq.write_table(pa.Table.from_pylist(refused.rows), target)
     instruments = []
     if len(spine):
-        feeds = _run_feeds(spine, sorted(stocks), vi_rows)
-        report.clock_held = feeds.attrs["clock_held"]
+        feeds, report.clock_held = _run_feeds(spine, sorted(stocks), vi_rows)
         spine = pd.concat([spine, feeds], axis=1)
         instruments = _instruments(spine, fields, stocks)
         rows = _rows(spine, fields, stocks, vi_rows)

@@ -339,13 +339,17 @@ def _complete(df: pd.DataFrame, merge_by_time: bool, report: IngestReport) -> pd
 
 
 def _hold_investor_nets(df: pd.DataFrame, report: IngestReport) -> None:
+    columns = [c for c in INVESTOR_COLUMNS if (df[c] != 0).any()]  # a layout without flows: zeros
+    if not columns:
+        return
     us = krx.series_us(df["timestamp"]).to_numpy()
-    for (_, d), g in df.groupby([df["stock_code"], df["timestamp"].dt.date], sort=False):
-        order = g.index[np.argsort(us[df.index.get_indexer(g.index)], kind="stable")]
-        times = us[df.index.get_indexer(order)]
-        for column in INVESTOR_COLUMNS:
-            held, early = as_published(times, df.loc[order, column].to_numpy(), publication_times_us(d))
-            df.loc[order, column] = held
+    position = pd.Series(np.arange(len(df)), index=df.index)
+    for (_, day), g in position.groupby([df["stock_code"], df["timestamp"].dt.date], sort=False):
+        rows = g.to_numpy()[np.argsort(us[g.to_numpy()], kind="stable")]  # in time order
+        for column in columns:
+            values = df[column].to_numpy()
+            held, early = as_published(us[rows], values[rows], publication_times_us(day))
+            df.iloc[rows, df.columns.get_loc(column)] = held
             report.investor_changes_held[column] += early
 
 
