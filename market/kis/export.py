@@ -105,12 +105,13 @@ def stock_records(
                 "ASKP_RSQN1": askq1,
                 "BIDP_RSQN1": bidq1,
                 "HOUR_CLS_CODE": "0",
-                "MRKT_TRTM_CLS_CODE": "0",
-                "VI_STND_PRC": static_ref,
+                "MRKT_TRTM_CLS_CODE": "",  # empty in every published frame
+                # every single-price print resets the static reference (to its own price)
+                "VI_STND_PRC": price if side == 0 else static_ref,
             }
             out.append((ts, kis.TRADES, rec))
             if side == 0:
-                static_ref = price  # every single-price print resets the static reference
+                static_ref = price
             if ts > last_ts:
                 before_last = last_price
             last_price, last_ts = price, ts

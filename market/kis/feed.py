@@ -12,8 +12,9 @@ What the feed tells, by the documented codes (krx-market-rules.md, market/kis/fo
   예상가, VI발동) once the day's opening print is in. It ends with its uncross print, or, where
   H0STMKO0 opened it, with VI_CLS_CODE 'N'.
 - A print is a single-price (auction) print, side 0, when CCLD_DVSN says 3, when it ends a call
-  the feed announced (HOUR_CLS_CODE A/B/C/D on the stock's latest book) or when it ends a VI
-  auction, whatever aggressor code it carries.
+  the feed announced (HOUR_CLS_CODE A/B/C/D on the stock's latest book), when it ends a VI
+  auction, or when it moves VI_STND_PRC (정적VI발동기준가, which every single-price auction resets
+  to its price) to its own price, whatever aggressor code it carries.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ class StockFeed:
     by_market_op: bool = False  # the running VI was opened by H0STMKO0: its 'N' ends it
     call: bool = False  # the latest book said a call auction collects orders
     opened: bool = False  # the day's first print is in
+    static_ref: int = 0  # the latest VI_STND_PRC (0: not sent)
     clock_held: int = 0  # records whose exchange time went back (stamped with the later clock)
 
     def reset(self, day: int) -> None:
         """A new trading day (Seoul day number): nothing carries over."""
         self.day, self.clock_us, self.state, self.vi = day, 0, NORMAL, NO_VI
         self.by_market_op = self.call = self.opened = False
+        self.static_ref = 0
 
     def _tick(self, day: int, stamp_us: int) -> None:
         if day != self.day:
@@ -66,9 +69,16 @@ class StockFeed:
             self.vi = NO_VI
         return self.clock_us, status, side, vi if status else NO_VI, started
 
-    def on_trade(self, day: int, stamp_us: int, side: int, hour: str) -> tuple[int, int, int, int, bool]:
+    def on_trade(
+        self, day: int, stamp_us: int, side: int, hour: str, price: int = 0, static_ref: int = 0
+    ) -> tuple[int, int, int, int, bool]:
+        """``static_ref``: the record's VI_STND_PRC (0 where it has none)."""
         self._tick(day, stamp_us)
-        auction_print = side == 0 or self.call or hour != kis.HOUR_CONTINUOUS or self.state == AUCTION
+        reset = 0 < self.static_ref != static_ref == price
+        auction_print = (
+            side == 0 or self.call or hour != kis.HOUR_CONTINUOUS or self.state == AUCTION or reset
+        )
+        self.static_ref = static_ref or self.static_ref
         status = 0
         if self.state == AUCTION:
             status = VI_STATUS_RELEASED

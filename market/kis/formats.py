@@ -167,6 +167,13 @@ USED: dict[str, tuple[str, ...]] = {
     PROGRAM: ("MKSC_SHRN_ISCD", "STCK_CNTG_HOUR", "NTBY_CNQN"),
     MARKET_OP: ("MKSC_SHRN_ISCD", "TRHT_YN", "VI_CLS_CODE"),
 }
+# Fields read where a record has them, empty where it was cut before them.
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    TRADES: ("VI_STND_PRC",),  # 정적VI발동기준가: a single-price print resets it to its price
+    BOOK: (),
+    PROGRAM: (),
+    MARKET_OP: (),
+}
 # CCLD_DVSN 체결구분: 1 buy aggressor (매수), 3 single-price print (장전/단일가), 5 sell aggressor (매도)
 SIDE_BY_CCLD_DVSN = {"1": 1, "3": 0, "5": -1}
 CCLD_DVSN_BY_SIDE = {v: k for k, v in SIDE_BY_CCLD_DVSN.items()}
@@ -278,9 +285,10 @@ def parse_frame(text: str) -> Records | Control:
 @dataclass
 class FrameBatch:
     """What :func:`parse_frames` made of a column of frames: one table per tr_id with a row per
-    record (the fields vicap uses, :data:`USED`, as text; ``frame``: the frame's index in the
-    input; ``record``: its place in the frame), the control messages and the refused frames by index, and the
-    records read with a drifted width, counted per (tr_id, width)."""
+    record (the fields vicap uses, :data:`USED` and :data:`OPTIONAL`, as text; ``frame``: the
+    frame's index in the input; ``record``: its place in the frame), the control messages and
+    the refused frames by index, and the records read with a drifted width, counted per (tr_id,
+    width)."""
 
     tables: dict[str, pa.Table] = field(default_factory=dict)
     control: dict[int, Control] = field(default_factory=dict)
@@ -371,6 +379,10 @@ def _records(
     start = first + record * width
     index = {name: j for j, name in enumerate(FIELDS[tr_id])}
     columns = {name: flat.take(start + index[name]) for name in USED[tr_id]}
+    empty = pa.array(np.full(len(start), "", dtype=object), pa.string())
+    columns |= {
+        name: flat.take(start + index[name]) if index[name] < width else empty for name in OPTIONAL[tr_id]
+    }
     code = columns["MKSC_SHRN_ISCD"]  # the frame's first record: the header is still in front
     columns["MKSC_SHRN_ISCD"] = pc.if_else(
         pa.array(record == 0), pc.utf8_slice_codeunits(code, HEADER_LENGTH), code

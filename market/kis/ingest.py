@@ -160,7 +160,9 @@ def _read_recording(
     return typed
 
 
-def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict]) -> tuple[pd.DataFrame, int]:
+def _run_feeds(
+    spine: pd.DataFrame, fields: dict, stock_codes: list[str], vi_rows: list[dict]
+) -> tuple[pd.DataFrame, int]:
     """Each stock's records through its :class:`StockFeed`, in arrival order: what the feed made
     of each record, and how many records came with an exchange time before the stock's clock."""
     by_stock: dict[str, dict[int, int]] = defaultdict(dict)
@@ -169,7 +171,11 @@ def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict])
     stock = spine["stock"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, stock[1:] != stock[:-1], True])
     kinds, days, stamps = spine["kind"].tolist(), spine["day"].tolist(), spine["stamp_us"].tolist()
-    sides, vi_on = spine["side"].tolist(), spine["vi_on"].tolist()
+    sides, vi_on, refs = spine["side"].tolist(), spine["vi_on"].tolist(), spine["static_ref"].tolist()
+    prices = np.zeros(len(spine), dtype=np.int64)
+    trade = spine["kind"].to_numpy() == TRADE
+    prices[trade] = fields[TRADE]["STCK_PRPR"][spine["src"].to_numpy()[trade]] if trade.any() else 0
+    prices = prices.tolist()
     hours = np.array(kis.HOUR_CLS_CODES, dtype=object)[spine["hour"].to_numpy()].tolist()
     results = []
     clock_held = 0
@@ -178,7 +184,7 @@ def _run_feeds(spine: pd.DataFrame, stock_codes: list[str], vi_rows: list[dict])
         for i in range(lo, hi):
             k = kinds[i]
             if k == TRADE:
-                results.append(feed.on_trade(days[i], stamps[i], sides[i], hours[i]))
+                results.append(feed.on_trade(days[i], stamps[i], sides[i], hours[i], prices[i], refs[i]))
             elif k == BOOK:
                 results.append(feed.on_book(days[i], stamps[i], hours[i]))
             elif k == MARKET_OP:
@@ -363,7 +369,7 @@ def ingest_kis(src: Path, out: Path, stocks_path: Path | None = None) -> KisRepo
         pq.write_table(pa.Table.from_pylist(refused.rows), target)
     instruments = []
     if len(spine):
-        feeds, report.clock_held = _run_feeds(spine, sorted(stocks), vi_rows)
+        feeds, report.clock_held = _run_feeds(spine, fields, sorted(stocks), vi_rows)
         spine = pd.concat([spine, feeds], axis=1)
         instruments = _instruments(spine, fields, stocks)
         rows = _rows(spine, fields, stocks, vi_rows)

@@ -267,8 +267,12 @@ def typed_records(
         unknown = np.isnan(hour)
         codes.update((tr_id, "HOUR_CLS_CODE", text[i].as_py()) for i in np.flatnonzero(unknown))
         hour = np.where(unknown, 0, hour).astype(np.int8)  # a new code is not taken for a call auction
+    static_ref = np.zeros(n, dtype=np.int64)
     if tr_id == kis.TRADES:
         side = _trade_sides(table, checks)
+        text = table["VI_STND_PRC"]  # empty where the record was cut before it
+        known_ref = pc.match_substring_regex(text, r"^\d{1,12}$").to_numpy(zero_copy_only=False)
+        static_ref = pc.cast(pc.if_else(pa.array(known_ref), text, "0"), pa.int64()).to_numpy()
         checks.reject(
             (ints["STCK_PRPR"] <= 0) | (ints["CNTG_VOL"] <= 0),
             f"{tr_id} STCK_PRPR/CNTG_VOL: price and volume must be positive",
@@ -291,6 +295,7 @@ def typed_records(
             "side": side[ok],
             "hour": hour[ok],
             "vi_on": vi_on[ok],
+            "static_ref": static_ref[ok],
             "halted": halted[ok],
         }
     )

@@ -5,12 +5,12 @@ mid-session, and the documented codes that tell auction prints and VI states."""
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -244,6 +244,34 @@ def test_a_vi_opened_by_market_operation_waits_for_its_release_and_a_new_day_sta
     assert feed.on_book(DAY + 1, T + 86_400_000_000, "0")[1] == 0 and feed.clock_us > T
 
 
+def _one_trade_recording(tmp_path: Path, records: list[list[str]]) -> pd.DataFrame:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    shutil.copy(PUBLISHED / "stocks.csv", rec / "stocks.csv")
+    lines = [
+        {"recv_ts": f"2023-06-12T09:33:5{4 + i}.02+09:00", "frame": "0|H0STCNT0|001|" + "^".join(values)}
+        for i, values in enumerate(records)
+    ]
+    (rec / "k.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    ingest_kis(rec, tmp_path / "out")
+    return pq.read_table(tmp_path / "out" / "ticks" / "date=2023-06-12" / "005930.parquet").to_pandas()
+
+
+@pytest.mark.parametrize(("moved_to_its_price", "side"), [(True, 0), (False, 1)])
+def test_a_print_that_moves_vi_stnd_prc_to_its_own_price_is_a_single_price_print(
+    tmp_path, moved_to_its_price, side
+):
+    """The published trade (VI_STND_PRC 72,100), then a print at 72,300 with CCLD_DVSN 1 whose
+    VI_STND_PRC is 72,300 (derived data: a call's uncross resets the static reference)."""
+    names = kis.FIELDS[kis.TRADES]
+    first = FRAMES["KIS_DOC_CNT_093354"].split("|", 3)[3].split("^")
+    second = list(first)
+    second[names.index("STCK_CNTG_HOUR")], second[names.index("STCK_PRPR")] = "093355", "72300"
+    second[names.index("VI_STND_PRC")] = "72300" if moved_to_its_price else "72100"
+    ticks = _one_trade_recording(tmp_path, [first, second])
+    assert ticks["side"].tolist() == [1, side]
+
+
 @pytest.mark.parametrize(
     ("mkop", "ccld", "side"),
     [
@@ -259,12 +287,6 @@ def test_new_mkop_cls_code_tells_prints_without_an_aggressor(tmp_path, mkop, ccl
     values = FRAMES["KIS_DOC_CNT_093354"].split("|", 3)[3].split("^")
     names = kis.FIELDS[kis.TRADES]
     values[names.index("NEW_MKOP_CLS_CODE")], values[names.index("CCLD_DVSN")] = mkop, ccld
-    rec = tmp_path / "rec"
-    rec.mkdir()
-    shutil.copy(PUBLISHED / "stocks.csv", rec / "stocks.csv")
-    line = {"recv_ts": "2023-06-12T09:33:54.02+09:00", "frame": "0|H0STCNT0|001|" + "^".join(values)}
-    (rec / "k.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
-    ingest_kis(rec, tmp_path / "out")
-    ticks = pq.read_table(tmp_path / "out" / "ticks" / "date=2023-06-12" / "005930.parquet")
-    assert ticks["side"].to_pylist() == [side]
-    assert ticks["timestamp"][0].as_py() == dt.datetime.fromisoformat("2023-06-12T09:33:54+09:00")
+    ticks = _one_trade_recording(tmp_path, [values])
+    assert ticks["side"].tolist() == [side]
+    assert ticks["timestamp"].iloc[0] == pd.Timestamp("2023-06-12 09:33:54", tz="Asia/Seoul")
