@@ -44,6 +44,7 @@ from market.kis.recording import (
     PROGRAM,
     STOCKS_FILE,
     TRADE,
+    Lines,
     Refused,
     Typed,
     read_lines,
@@ -117,12 +118,20 @@ def load_stocks(path: Path) -> dict[str, dict]:
 def _read_recording(
     path: Path, file_no: int, stocks: dict, report: KisReport, refused: Refused
 ) -> list[tuple]:
-    """The accepted records of one recording, per tr_id: (tr_id, Typed)."""
+    """The accepted records of one recording, per tr_id: (tr_id, Typed), a block at a time."""
+    report.files += 1
+    typed = []
     try:
-        lines = read_lines(path)
+        for lines in read_lines(path):
+            typed += _read_block(path, lines, file_no, stocks, report, refused)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise IngestError(f"{path}: unreadable recording ({exc})") from exc
-    report.files += 1
+    return typed
+
+
+def _read_block(
+    path: Path, lines: Lines, file_no: int, stocks: dict, report: KisReport, refused: Refused
+) -> list[tuple]:
     report.lines += len(lines.line) + len(lines.refused)
     report.lines_quarantined += len(lines.refused)
     for line, reason, raw in lines.refused:

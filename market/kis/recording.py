@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from market.kis import formats as kis
 from market.krx.schema import SIDE_UNKNOWN
 
 STOCKS_FILE = "stocks.csv"
-LINES_PER_BLOCK = 200_000
+LINES_PER_BLOCK = 200_000  # a block with a broken line is read in parts of this many lines
+BYTES_PER_BLOCK = 64 << 20
 LINE_SCHEMA = pa.schema([("recv_ts", pa.string()), ("frame", pa.string())])
 NOT_A_LINE = 'not a JSON object {"recv_ts", "frame"}'
 KINDS = {kis.TRADES: 0, kis.BOOK: 1, kis.MARKET_OP: 2, kis.PROGRAM: 3}
@@ -71,33 +73,60 @@ class Lines:
     refused: list[tuple[int, str, str]]  # (line, reason, raw text)
 
 
-def read_lines(path: Path) -> Lines:
+def read_lines(path: Path) -> Iterator[Lines]:
+    """The readable lines of a recording, a block of about :data:`BYTES_PER_BLOCK` at a time (a
+    day of a watchlist is gigabytes of text: memory stays bounded), line numbers counted across
+    blocks. An undecodable file raises UnicodeDecodeError, naming nothing but the file."""
     opener = gzip.open if path.suffix == ".gz" else open
+    first_line, tail = 1, b""
     with opener(path, "rb") as fh:
-        raw = fh.read()
+        while True:
+            chunk = fh.read(BYTES_PER_BLOCK)
+            data = tail + chunk
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            if cut == 0 and chunk:  # one line longer than a block: read on
+                tail = data
+                continue
+            block, tail = data[:cut], data[cut:]
+            if block:
+                yield _lines(block, first_line)
+                first_line += block.count(b"\n")
+            if not chunk:
+                return
+
+
+def _lines(raw: bytes, first_line: int) -> Lines:
     raw.decode("utf-8")  # an undecodable file is refused whole, naming it (UnicodeDecodeError)
     n_lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
-    table, refused = _read_block(raw), []  # the whole file at once: Arrow reads it on every core
+    table, refused = _read_block(raw), []  # the whole block at once: Arrow reads it on every core
     if table is not None and table.num_rows == n_lines:  # no blank line: row i is line i + 1
-        table = table.append_column("line", pa.array(np.arange(1, n_lines + 1)))
+        table = table.append_column("line", pa.array(np.arange(n_lines) + first_line))
         lines = None
     else:  # blank or broken lines: block by block, a broken block line by line
         lines = raw.split(b"\n")
         table = _read_blocks(lines, refused)
+        table = table.set_column(2, "line", pc.add(table["line"], first_line - 1))
+    offset = first_line - 1
+
+    def text(line: int) -> str:
+        nonlocal lines
+        lines = lines or raw.split(b"\n")
+        return lines[line - offset - 1].decode()
+
+    # _read_blocks counts the block's lines from 1
+    refused = [(line + offset, reason, raw_text) for line, reason, raw_text in refused]
     missing = pc.or_(pc.is_null(table["recv_ts"]), pc.is_null(table["frame"])).to_numpy()
     if missing.any():
-        lines = lines or raw.split(b"\n")
         for i in np.flatnonzero(missing):
             line = int(table["line"][i].as_py())
-            refused.append((line, NOT_A_LINE, lines[line - 1].decode()))
+            refused.append((line, NOT_A_LINE, text(line)))
         table = table.filter(pa.array(~missing))
     recv_us, bad_time = _recv_us(table["recv_ts"])
     good = bad_time == ""
     if not good.all():
-        lines = lines or raw.split(b"\n")
         for i in np.flatnonzero(~good):
             line = int(table["line"][i].as_py())
-            refused.append((line, bad_time[i], lines[line - 1].decode()))
+            refused.append((line, bad_time[i], text(line)))
         table, recv_us = table.filter(pa.array(good)), recv_us[good]
     table = table.combine_chunks()
     return Lines(
@@ -288,7 +317,7 @@ def typed_records(
         {
             "stock": np.searchsorted(stock_codes, code.to_numpy(zero_copy_only=False)[ok]),
             "recv_us": recv_us[ok],
-            "order": (file_no * 2**40 + frame[ok] * 2**10 + table["record"].to_numpy()[ok]),
+            "order": (file_no * 2**40 + lines.line[frame[ok]] * 2**10 + table["record"].to_numpy()[ok]),
             "kind": KINDS[tr_id],
             "day": days[ok],
             "stamp_us": stamp[ok],

@@ -237,3 +237,17 @@ def test_a_vi_merging_into_the_closing_call_is_one_vi_status_record(tmp_path):
     ingest_kis(tmp_path / "rec", tmp_path / "out")
     assert pq.read_table(tmp_path / "out" / "vi_log.parquet").num_rows == 1
     assert len(events_table(detect(tmp_path / "out"))) == 1
+
+
+@pytest.mark.parametrize(("source", "block_bytes"), [("corpus", 700), ("recording", 300_000)])
+def test_a_recording_read_in_small_blocks_comes_out_the_same(tmp_path, monkeypatch, source, block_bytes):
+    """Blocks bound memory on a day of a watchlist: their size changes nothing, line numbers
+    included (blocks end at line ends, even past a line longer than a block)."""
+    whole = ingest_kis(DATA / source, tmp_path / "whole")
+    monkeypatch.setattr("market.kis.recording.BYTES_PER_BLOCK", block_bytes)
+    small = ingest_kis(DATA / source, tmp_path / "small")
+    assert whole == small and small.files == 1
+    for path in (tmp_path / "whole").rglob("*.parquet"):
+        assert pq.read_table(path).equals(
+            pq.read_table(tmp_path / "small" / path.relative_to(tmp_path / "whole"))
+        )
