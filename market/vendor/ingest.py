@@ -32,7 +32,7 @@ from market.krx.dataset import (
     write_ticks,
 )
 from market.krx.flows import as_published, publication_times_us
-from market.krx.schema import INSTRUMENT_SCHEMA, SIDE_UNKNOWN, TICK_SCHEMA, VI_LOG_SCHEMA, VI_TYPES
+from market.krx.schema import INSTRUMENT_SCHEMA, SIDE_UNKNOWN, SIDES, TICK_SCHEMA, VI_LOG_SCHEMA, VI_TYPES
 from market.vendor.mapping import Mapping, Source, filename_value, load_layout
 
 __all__ = ["IngestReport", "Mapping", "convert", "ingest", "load_layout", "to_vendor_layout"]
@@ -183,7 +183,7 @@ def _columns(
                 ~text.isin(table.keys()), f"{column}: unknown value in {spec.source or 'file name'!r}"
             )
             values = text.map(table)
-        if column in integers and not (column in translations and column == "side"):
+        if column in integers:
             number = _numbers(values.astype(str), spec, out.get("market"))
             reasons.reject(
                 number.isna() | (number != np.floor(number)), f"{column}: not an integer in {spec.source!r}"
@@ -192,9 +192,7 @@ def _columns(
         else:
             out[column] = values
     for column, value in mapping.constants.items():
-        out[column] = (
-            mapping.translations().get(column, {}).get(str(value), value) if column == "side" else value
-        )
+        out[column] = SIDES.get(value, value) if column == "side" else value  # a side may be named
     return out
 
 
