@@ -51,7 +51,7 @@ from market.kis.recording import (
     typed_records,
 )
 from market.krx.dataset import SUMMARY_FILE, IngestError, read_stock_list, write_ticks
-from market.krx.schema import INSTRUMENT_SCHEMA, RECV_TS_FIELD, VI_LOG_SCHEMA
+from market.krx.schema import EVENT_TYPES, INSTRUMENT_SCHEMA, RECV_TS_FIELD, VI_LOG_SCHEMA
 
 RECORDING_PATTERNS = ("*.jsonl", "*.jsonl.gz")
 VI_STATUS_PATTERN = "vi_status*.json"
@@ -245,33 +245,32 @@ def _rows(
     antc = fields[BOOK]["ANTC_CNPR"][src[book]] if book.any() else np.zeros(0, np.int64)
     price[book] = antc  # the expected price of a call auction (예상체결가), 0 outside one
     volume[book] = np.where(antc > 0, fields[BOOK]["ANTC_CNQN"][src[book]], 0) if book.any() else 0
-    event = np.full(n, "status", dtype=object)
-    event[trade] = "trade"
-    event[book] = np.where(antc > 0, "indicative", "book")
+    # text columns as a few words and an index into them: Arrow decodes them in one pass
+    event = np.full(n, EVENT_TYPES.index("status"), dtype=np.int8)
+    event[trade] = EVENT_TYPES.index("trade")
+    event[book] = np.where(antc > 0, EVENT_TYPES.index("indicative"), EVENT_TYPES.index("book"))
     vi = spine["vi"].to_numpy()[keep]
     trigger = np.array([v["trigger_price"] for v in vi_rows] + [0], dtype=np.int64)
     started = status & spine["started"].to_numpy()[keep]
     price[started] = trigger[vi[started]]  # a VI's status row carries its trigger price (NO_VI: 0)
+    stock = spine["stock"].to_numpy()[keep]
+    codes = sorted(stocks)
+    reasons = [f"{v['vi_type']}_{'up' if v['direction'] > 0 else 'down'}" for v in vi_rows]
     columns = {
         "timestamp": spine["timestamp"].to_numpy()[keep],
         "recv_ts": spine["recv_us"].to_numpy()[keep],
-        **{
-            name: np.array(
-                [stocks[c][name] if name != "stock_code" else c for c in sorted(stocks)], dtype=object
-            )[spine["stock"].to_numpy()[keep]]
-            for name in ("stock_code", "stock_name", "market")
-        },
-        "event_type": event,
+        "stock_code": _words(stock, codes),
+        "stock_name": _words(stock, [stocks[c]["stock_name"] for c in codes]),
+        "market": _words(stock, [stocks[c]["market"] for c in codes]),
+        "event_type": _words(event, list(EVENT_TYPES)),
         "price": price,
         "volume": volume,
         "side": np.where(trade, spine["print_side"].to_numpy()[keep], 0).astype(np.int8),
         "cum_volume": cum[keep],
         "program_net_buy": program[keep],
         "vi_status": spine["vi_status"].to_numpy()[keep].astype(np.int8),
-        "vi_type": np.array([v["vi_type"] for v in vi_rows] + ["none"], dtype=object)[vi],
-        "vi_reason": np.array(
-            [f"{v['vi_type']}_{'up' if v['direction'] > 0 else 'down'}" for v in vi_rows] + [""], dtype=object
-        )[vi],
+        "vi_type": _words(vi, [v["vi_type"] for v in vi_rows] + ["none"]),  # NO_VI (-1): the last
+        "vi_reason": _words(vi, [*reasons, ""]),
     }
     for column in BOOK_COLUMNS:
         values = np.zeros(n, dtype=np.int64)
@@ -279,6 +278,12 @@ def _rows(
             values[book] = fields[BOOK][_BOOK_SOURCE[column]][src[book]]
         columns[column] = values
     return _finish(columns)
+
+
+def _words(index: np.ndarray, words: list[str]) -> pa.Array:
+    """``words[index]`` as Arrow text (a negative index counts from the end)."""
+    index = np.where(index < 0, index + len(words), index).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(index, pa.array(words, pa.string())).dictionary_decode()
 
 
 def _base_prices(spine: pd.DataFrame, fields: dict[int, dict[str, np.ndarray]]) -> pd.Series:
