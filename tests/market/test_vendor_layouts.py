@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from market.events.table import agreement, log_tolerance_s
 from market.krx.schema import INSTRUMENT_SCHEMA, SIDE_UNKNOWN
 from market.vendor.ingest import Mapping, convert, ingest
+from market.vendor.mapping import DateSpec
 from vicap.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,6 +229,14 @@ def test_units_and_codes_in_the_mapping_language(tmp_path):
     assert good["price"].tolist() == [50_100, 61_500] and good["stock_code"].tolist() == ["035720", "263750"]
     assert bad["reason"].tolist() == ["stock_code: 'code' does not match '^A(\\\\d{6})$'"]
     assert good["timestamp"].iloc[0] == pd.Timestamp("2024-03-04 09:00:01", tz="Asia/Seoul")
+    # the date from a column instead (a Kiwoom dump with an 일자 column)
+    by_column = mapping.model_copy(
+        update={"timestamp": mapping.timestamp.model_copy(update={"date": DateSpec(column="일자")})}
+    )
+    good, _ = convert(raw.assign(일자=["20240305", "20240305", "x"]), by_column, tmp_path / "prices.csv")
+    assert good["timestamp"].tolist() == [
+        pd.Timestamp(f"2024-03-05 09:00:0{i}", tz="Asia/Seoul") for i in (1, 2)
+    ]
 
 
 def test_investor_nets_are_kept_only_as_of_their_publication_times(tmp_path):
