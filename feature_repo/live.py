@@ -56,6 +56,7 @@ class LiveFeaturePath:
         self._rows: dict[str, list[dict]] = defaultdict(list)  # not yet in a chunk
         self._chunks: dict[str, list[pa.Table]] = defaultdict(list)
         self._pending: dict[str, list[_Pending]] = defaultdict(list)
+        self._vis: dict[str, list[VIEvent]] = defaultdict(list)  # the stock's VIs so far, running ones too
         self.decisions = 0
 
     def on_vi_notice(self, stock_code: str, trigger_ts_us: int) -> None:
@@ -76,6 +77,8 @@ class LiveFeaturePath:
                 row["vi_status"], row["vi_type"],
             )  # fmt: skip
             for vi in self.detector.on_event(ev):
+                if not any(seen is vi for seen in self._vis[code]):  # a release returns its VI again
+                    self._vis[code].append(vi)
                 self.history.add(code, krx.seoul_date(vi.trigger_ts), vi.trigger_ts, vi.release_ts)
                 if vi.released:
                     self._pending[code].append(_Pending(vi))
@@ -115,8 +118,12 @@ class LiveFeaturePath:
         return out
 
     def _panel(self, code: str, vi: VIEvent) -> dict:
+        """The VI's panel, with the stock's other VIs known so far: a second VI that starts in
+        this one's window shows its halt, as in the batch panels."""
         ticks = self._consolidate(code, None)
-        panels = panels_from_ticks(ticks, events_table([vi]), PANEL_BEFORE_S, MAX_DECISION_OFFSET)
+        day = krx.seoul_date(vi.trigger_ts)
+        known = events_table([v for v in self._vis[code] if krx.seoul_date(v.trigger_ts) == day])
+        panels = panels_from_ticks(ticks, known, PANEL_BEFORE_S, MAX_DECISION_OFFSET)
         return panel_arrays(panels)[event_id(code, vi.trigger_ts)]
 
     def _consolidate(self, code: str, now_us: int | None) -> pa.Table:

@@ -96,6 +96,17 @@ def panel_sql(ticks: str, before_s: int, after_s: int) -> str:
         {state}
         FROM t GROUP BY event_id, second
     ),
+    -- the stock's own state each second, from every VI of the stock (a second VI can start inside
+    -- this one's window): halted from its trigger second until its release second, which is
+    -- the release; a VI the data ends inside is halted to the end
+    st AS (
+        SELECT g.event_id, g.second,
+        bool_or(g.second >= date_trunc('second', v.trigger_ts)
+                AND (v.release_ts IS NULL OR g.second < date_trunc('second', v.release_ts))) AS halted,
+        bool_or(g.second = date_trunc('second', v.release_ts)) AS released
+        FROM grid g JOIN events v ON v.stock_code = g.stock_code
+        GROUP BY g.event_id, g.second
+    ),
     p AS (
         SELECT g.event_id, g.stock_code, g.second,
         CAST(epoch(g.second) - epoch(date_trunc('second', g.trigger_ts)) AS INTEGER) AS offset_s,
@@ -106,8 +117,8 @@ def panel_sql(ticks: str, before_s: int, after_s: int) -> str:
         a.traded_value / nullif(a.volume, 0) AS vwap,
         coalesce(a.volume, 0) AS volume, coalesce(a.buy_volume, 0) AS buy_volume,
         coalesce(a.sell_volume, 0) AS sell_volume, coalesce(a.trade_count, 0) AS trade_count,
-        last_value(a.indicative_price IGNORE NULLS) OVER w AS indicative_carried,
-        last_value(a.indicative_volume IGNORE NULLS) OVER w AS indicative_volume_carried,
+        st.halted, coalesce(st.released, false) AS released,
+        a.indicative_price AS indicative_price_now, a.indicative_volume AS indicative_volume_now,
         last_value(a.program_net_buy IGNORE NULLS) OVER w AS program_net_buy,
         last_value(a.institution_net IGNORE NULLS) OVER w AS institution_net,
         last_value(a.foreign_net IGNORE NULLS) OVER w AS foreign_net,
@@ -116,16 +127,30 @@ def panel_sql(ticks: str, before_s: int, after_s: int) -> str:
         coalesce(a.disclosure_flag, false) AS disclosure_flag,
         {carried}
         FROM grid g LEFT JOIN a ON a.event_id = g.event_id AND a.second = g.second
+        JOIN st ON st.event_id = g.event_id AND st.second = g.second
         WINDOW w AS (PARTITION BY g.event_id ORDER BY g.second
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    ),
+    -- each halt of the window is a run of its own: its indicative price is carried within it only
+    h AS (
+        SELECT *, sum(CASE WHEN halted AND NOT coalesce(prev_halted, false) THEN 1 ELSE 0 END)
+            OVER (PARTITION BY event_id ORDER BY second) AS halt_run
+        FROM (SELECT *, lag(halted) OVER (PARTITION BY event_id ORDER BY second) AS prev_halted FROM p)
+    ),
+    q AS (
+        SELECT *,
+        last_value(indicative_price_now IGNORE NULLS) OVER r AS indicative_carried,
+        last_value(indicative_volume_now IGNORE NULLS) OVER r AS indicative_volume_carried
+        FROM h
+        WINDOW r AS (PARTITION BY event_id, halt_run ORDER BY second
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
-    SELECT * EXCLUDE (indicative_carried, indicative_volume_carried),
-        -- 1 during the VI auction, 2 in the release second, 0 before and after
-        CASE WHEN since_release_s = 0 THEN 2 WHEN offset_s >= 0 AND since_release_s < 0 THEN 1 ELSE 0
-        END AS vi_status,
-        CASE WHEN offset_s >= 0 AND since_release_s < 0 THEN indicative_carried END AS indicative_price,
-        CASE WHEN offset_s >= 0 AND since_release_s < 0 THEN indicative_volume_carried
-        END AS indicative_volume,
+    SELECT * EXCLUDE (halted, released, prev_halted, halt_run, indicative_price_now,
+                      indicative_volume_now, indicative_carried, indicative_volume_carried),
+        -- 1 while a VI auction of the stock runs, 2 in a release second, 0 otherwise
+        CASE WHEN halted THEN 1 WHEN released THEN 2 ELSE 0 END AS vi_status,
+        CASE WHEN halted THEN indicative_carried END AS indicative_price,
+        CASE WHEN halted THEN indicative_volume_carried END AS indicative_volume,
         -- a call auction's book may cross; a spread is only quoted when it does not
         CASE WHEN bid_price_1 > 0 AND ask_price_1 > bid_price_1 THEN ask_price_1 - bid_price_1
         END AS spread,
@@ -134,7 +159,7 @@ def panel_sql(ticks: str, before_s: int, after_s: int) -> str:
         {_imbalance(10)} AS imbalance_l10,
         program_net_buy - lag(program_net_buy, 1, program_net_buy)
           OVER (PARTITION BY event_id ORDER BY second) AS program_net_buy_change
-    FROM p ORDER BY event_id, second
+    FROM q ORDER BY event_id, second
     """
 
 

@@ -93,3 +93,65 @@ def test_events_and_panels_pass_their_suites_and_a_broken_panel_fails(events, pa
     failed = validate_events(tmp_path, tmp_path / "reports")
     assert "events: expect_column_values_to_be_unique(event_id) fails on 2 rows" in failed
     assert "windows: expect_krx_panel_bar_consistent fails on 3 rows" in failed
+
+
+def _ticks(rows: list[tuple[str, str, int, int]]) -> pa.Table:
+    """Tick rows (time on 2024-03-04, event type, price, volume) of stock 123450."""
+    from market.krx.schema import TICK_SCHEMA
+
+    day = dt.datetime(2024, 3, 4, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    out = []
+    for time, kind, price, volume in rows:
+        row = dict.fromkeys(TICK_SCHEMA.names, 0)
+        h, m, s = (int(x) for x in time.split(":"))
+        row |= {
+            "timestamp": day.replace(hour=h, minute=m, second=s),
+            "stock_code": "123450", "stock_name": "비캡", "market": "KOSDAQ", "event_type": kind,
+            "price": price, "volume": volume, "side": 0, "vi_type": "none",
+            "vi_reason": "", "news_flag": False, "disclosure_flag": False, "session": "continuous",
+        }  # fmt: skip
+        out.append(row)
+    return pa.Table.from_pylist(out, schema=TICK_SCHEMA)
+
+
+def _events(spans: list[tuple[str, str | None]]) -> pa.Table:
+    from market.events.detector import VIEvent
+    from market.krx import at_seoul
+
+    day = dt.date(2024, 3, 4)
+    vis = []
+    for trigger, release in spans:
+        vi = VIEvent("123450", at_seoul(day, dt.time.fromisoformat(trigger)), "static", 1, 1000, 1000, 1100)
+        vi.release_ts = at_seoul(day, dt.time.fromisoformat(release)) if release else None
+        vis.append(vi)
+    return events_table(vis)
+
+
+def test_a_second_vi_inside_the_first_ones_window_shows_its_own_halt():
+    """VI 1 10:00:00-10:02:00, VI 2 from 10:02:20 (its expected price 1,200): VI 1's panel shows
+    VI 2's halt and its indicative price, not VI 1's, after VI 1's release."""
+    from market.events.panels import panels_from_ticks
+
+    ticks = _ticks(
+        [("09:59:50", "trade", 1000, 5), ("10:00:10", "indicative", 1100, 50),
+         ("10:02:00", "trade", 1100, 40), ("10:02:10", "trade", 1150, 5),
+         ("10:02:30", "indicative", 1200, 60), ("10:04:20", "trade", 1200, 70)]
+    )  # fmt: skip
+    panels = panels_from_ticks(ticks, _events([("10:00:00", "10:02:00"), ("10:02:20", "10:04:20")]), 30, 30)
+    first = (
+        panels.to_pandas().groupby("event_id").get_group(panels["event_id"][0].as_py()).set_index("offset_s")
+    )
+    assert first.loc[119, "vi_status"] == 1 and first.loc[119, "indicative_price"] == 1100
+    assert first.loc[120, "vi_status"] == 2  # VI 1's release second
+    assert first.loc[125, "vi_status"] == 0 and np.isnan(first.loc[125, "indicative_price"])
+    # VI 2 from 10:02:20: halted; before its first indicative row (10:02:30) no price is shown
+    assert (first.loc[140:150, "vi_status"] == 1).all()
+    assert first.loc[140:149, "indicative_price"].isna().all() and first.loc[150, "indicative_price"] == 1200
+
+
+def test_a_vi_the_data_ends_inside_is_never_marked_released():
+    from market.events.panels import panels_from_ticks
+
+    ticks = _ticks([("10:00:00", "trade", 1000, 5), ("10:00:20", "indicative", 1100, 5)])
+    panels = panels_from_ticks(ticks, _events([("10:00:10", None)]), 30, 30).to_pandas()
+    assert 2 not in set(panels["vi_status"]) and (panels.loc[panels.offset_s >= 0, "vi_status"] == 1).all()
