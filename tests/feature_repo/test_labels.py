@@ -87,8 +87,18 @@ def test_label_table_matches_the_decisions_and_the_panel_close(built):
         "panic",
         "none",
     }
-    # the label table is not a Feast source: no feature view reads it
+    # labels never reach a model's inputs: no feature view serves a label column, every feature
+    # service serves only the views' features, and no source reads the label table
+    from feast import FeatureService, FeatureView
+
     from feature_repo.definitions import feast_objects
 
-    paths = [getattr(o, "path", "") for o in feast_objects(built.features).values()]
-    assert not any("labels" in str(p) for p in paths)
+    objects = feast_objects(built.features).values()
+    served = {f.name for o in objects if isinstance(o, FeatureView) for f in o.features}
+    label_columns = set(labels.columns) - {"event_id", "decision_offset_s", "event_timestamp", "stock_code"}
+    assert len(served) > 100 and label_columns and not served & label_columns
+    for service in (o for o in objects if isinstance(o, FeatureService)):
+        names = {f.name for projection in service.feature_view_projections for f in projection.features}
+        assert names and names <= served and not names & label_columns, service.name
+    sources = [o.batch_source for o in objects if isinstance(o, FeatureView) and o.batch_source is not None]
+    assert sources and all("labels" not in str(getattr(s, "path", "")) for s in sources)

@@ -101,11 +101,21 @@ def test_a_broken_schema_is_critical_and_the_partition_is_kept_in_quarantine(sma
     assert q.num_rows == rows and report.rows_in == report.rows_kept + report.rows_quarantined
 
 
-def test_validate_cli(small, data_dir):
-    root, _ = small
+def test_validate_cli_prints_what_it_did_to_the_files(small, data_dir):
+    """The printed counts are the rows on disk: in, kept in the partitions, moved to quarantine."""
+    root, files = small
+    want = corrupt(files[0])
+    rows_in = sum(pq.read_metadata(f).num_rows for f in files)
     result = CliRunner().invoke(app, ["validate", str(root)])
     assert result.exit_code == 0, result.output
-    assert "in = kept + quarantined" in result.output and (data_dir / "reports" / "validation").exists()
+    said = " ".join(result.output.split())
+    kept = sum(pq.read_metadata(f).num_rows for f in files)
+    moved = pq.read_metadata(root / "quarantine" / "ticks" / files[0].parent.name / files[0].name).num_rows
+    assert moved == len(want) and kept + moved == rows_in
+    for label, value in (("rows in", rows_in), ("rows kept", kept), ("rows quarantined", moved)):
+        assert f"│ {label} │ {value:,} │" in said, (label, said)
+    assert "│ in = kept + quarantined │ True │" in said
+    assert (data_dir / "reports" / "validation" / "gx").exists()
 
 
 def test_session_labels_and_the_open_window_follow_the_days_schedule():
