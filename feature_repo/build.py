@@ -5,7 +5,7 @@ Writes under the data root:
 - ``features/vi_decision_features.parquet``: one row per (VI, decision offset 0..9), stamped at the
   decision time;
 - ``features/vi_sequence.parquet``: the same keys, the per-second panel as fixed-length arrays;
-- ``features/stock_context.parquet``: one row per (stock, session), stamped at the previous close;
+- ``features/stock_context.parquet``: one row per (stock, session), stamped at the session's opening call;
 - ``labels/labels.parquet``: the labels of every decision (``feature_repo.labels``).
 Timestamps are microseconds (Feast over DuckDB fails on nanoseconds).
 """

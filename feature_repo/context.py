@@ -1,6 +1,9 @@
-"""Stock context as of the previous close: one row per stock and session, stamped at the close
-of the session before it, computed only from sessions before it (so a decision during the day
-can never see that day's own close).
+"""Stock context as of the previous close: one row per stock and session, computed only from
+sessions before it and stamped at the session's own opening call (08:30, an hour later on CSAT
+and new-year days): in the online store before the session opens, as a live day loads it, and
+after every decision of the session before, a VI that the closing call released included (its
+decisions come after 15:30; a stamp at that close would hand them the next session's context,
+which holds their own day's close).
 
 Daily bars come from the ticks (DuckDB); VIs from the events table. A row is also written for the
 session after the data's last day, so that a live day starts with its context already in the store.
@@ -57,8 +60,9 @@ def daily_bars(ticks_root: Path) -> pd.DataFrame:
     return bars.assign(day=pd.to_datetime(bars["day"]).dt.date)
 
 
-def close_time(day: dt.date) -> pd.Timestamp:
-    return pd.Timestamp(krx.session_schedule(day).closing_auction_end)
+def context_time(day: dt.date) -> pd.Timestamp:
+    """When session ``day``'s context becomes known: its opening call's start."""
+    return pd.Timestamp(krx.session_schedule(day).opening_auction_start)
 
 
 def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +98,7 @@ def context_rows(bars: pd.DataFrame, instruments: pd.DataFrame, events: pd.DataF
                 {
                     "stock_code": code,
                     "session": day,
-                    "event_timestamp": close_time(previous[day]),
+                    "event_timestamp": context_time(day),
                     "ctx_volatility_20d": float(np.std(returns, ddof=1)) if len(returns) >= 2 else math.nan,
                     "ctx_avg_value_20d_log": math.log1p(recent["value"].mean()) if len(recent) else math.nan,
                     "ctx_avg_volume_20d_log": math.log1p(recent["volume"].mean())

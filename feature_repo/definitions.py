@@ -77,7 +77,7 @@ def feast_objects(features_dir: Path) -> dict[str, object]:
     context = FeatureView(
         name="stock_context", entities=[stock], ttl=timedelta(days=10), schema=_fields(STOCK_CONTEXT),
         source=source(CONTEXT_TABLE), online=True,
-        description="the stock as of the previous close (stamped at that close)",
+        description="the stock as of the previous close (stamped at the session's opening call)",
     )  # fmt: skip
     service = FeatureService(
         name=SERVICE, features=[pre_trigger, at_trigger, auction, post_release, context],

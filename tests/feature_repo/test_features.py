@@ -206,7 +206,8 @@ def test_stock_context_comes_from_previous_sessions_only(dataset, events):
     assert len(rows) == instruments["stock_code"].nunique() * (len(days) + 1)
     first = rows[rows["session"] == days[0]]
     assert (first["ctx_history_days"] == 0).all() and first["ctx_volatility_20d"].isna().all()
-    assert (first["event_timestamp"] < pd.Timestamp(f"{days[0]} 00:00", tz="Asia/Seoul")).all()
+    # known from the session's opening call: before its open, after every decision of the day before
+    assert (first["event_timestamp"] == pd.Timestamp(f"{days[0]} 08:30", tz="Asia/Seoul")).all()
     # rewrite the last day's bars: rows of that day are unchanged, the next session's are not
     changed = bars.copy()
     last = changed["day"] == days[-1]
@@ -218,7 +219,8 @@ def test_stock_context_comes_from_previous_sessions_only(dataset, events):
     pd.testing.assert_frame_equal(same, again.set_index(key).loc[same.index])
     nxt = rows["session"] > days[-1]
     assert not rows[nxt].reset_index(drop=True).equals(again[nxt].reset_index(drop=True))
-    assert krx.seoul_date(int(pd.Timestamp(rows[nxt]["event_timestamp"].iloc[0]).value // 1000)) == days[-1]
+    following = krx.next_trading_days(days[-1] + dt.timedelta(days=1), 1)[0]
+    assert (rows[nxt]["event_timestamp"] == pd.Timestamp(f"{following} 08:30", tz="Asia/Seoul")).all()
 
 
 def test_time_of_day_features_follow_the_days_schedule():

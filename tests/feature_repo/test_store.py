@@ -87,15 +87,10 @@ def test_training_sets_are_point_in_time(applied):
     assert before["ctx_prev_close_log"].notna().all()
 
 
-@pytest.fixture(scope="module")
-def replayed(dataset, applied) -> list:
-    """The stock-day with the most VIs, replayed row by row through the live feature path; the
-    other stocks' VIs arrive as the exchange's VI notices at their trigger times."""
+def _replay(dataset: Path, applied, code: str, day: dt.date) -> list:
+    """One stock-day replayed row by row through the live feature path; the other stocks' VIs
+    arrive as the exchange's VI notices at their trigger times."""
     events = events_as_dicts(pq.read_table(applied.events))
-    by_stock_day = pd.Series(
-        [(e["stock_code"], krx.seoul_date(e["trigger_ts"])) for e in events]
-    ).value_counts()
-    code, day = by_stock_day.index[0]
     ticks = pq.read_table(dataset / "ticks" / f"date={day}" / f"{code}.parquet")
     notices = sorted((e["trigger_ts"], e["stock_code"]) for e in events if e["stock_code"] != code)
     live = LiveFeaturePath(load_stock_days(dataset / "instruments.parquet"))
@@ -107,8 +102,60 @@ def replayed(dataset, applied) -> list:
             n += 1
         out += live.on_tick(row)
     out += live.flush(stamps[-1] + 60_000_000)
-    assert live.decisions == 10 * by_stock_day.iloc[0]
     return out
+
+
+@pytest.fixture(scope="module")
+def replayed(dataset, applied) -> list:
+    """The stock-day with the most VIs, replayed through the live feature path."""
+    events = events_as_dicts(pq.read_table(applied.events))
+    by_stock_day = pd.Series(
+        [(e["stock_code"], krx.seoul_date(e["trigger_ts"])) for e in events]
+    ).value_counts()
+    code, day = by_stock_day.index[0]
+    out = _replay(dataset, applied, code, day)
+    assert sum(len(r.decisions) for r in out) == 10 * by_stock_day.iloc[0]
+    return out
+
+
+def test_a_vi_the_closing_call_released_sees_the_same_context_offline_and_online(dataset, applied, tmp_path):
+    """A live day loads its stock context before the open. A VI that the closing call released
+    is decided after 15:30: offline it must get the session's own context too, not the next
+    session's (which holds this day's close)."""
+    events = events_as_dicts(pq.read_table(applied.events))
+    late = [e for e in events if krx.from_us(e["release_ts"]).time() >= dt.time(15, 30)]
+    assert late, "the session dataset has a VI that the closing call released"
+    vi = late[0]
+    code, day = vi["stock_code"], krx.seoul_date(vi["trigger_ts"])
+    rows = [r for r in _replay(dataset, applied, code, day) if r.info.event_id == vi["event_id"]]
+    fs = S.open_store(tmp_path / "feast")
+    S.apply(fs, applied.features)
+    for r in rows:
+        S.push_online(fs, r)
+    opening = krx.session_schedule(day).opening_auction_start
+    fs.materialize(opening - dt.timedelta(days=10), opening + dt.timedelta(seconds=1), ["stock_context"])
+    keys = [
+        {**S.decision_entity(r.info.event_id, k, code), "release_ts": r.info.release_ts}
+        for r in rows
+        for k in r.decisions
+    ]
+    entity_df = pd.DataFrame(keys)
+    entity_df["event_timestamp"] = [pd.Timestamp(t, unit="us", tz="UTC") for t in _decision_times(entity_df)]
+    offline = S.historical(S.open_store(applied.feast), entity_df, SERVICE)
+    online = fs.get_online_features(
+        features=fs.get_feature_service(SERVICE),
+        entity_rows=[{k: e[k] for k in ("event_id", "decision_offset_s", "stock_code")} for e in keys],
+    ).to_df()
+    context = [c for c in online.columns if c.startswith("ctx_")]
+    assert len(online) == 10 and len(context) > 10
+    want = (
+        offline.set_index("decision_offset_s")
+        .loc[online["decision_offset_s"], context]
+        .reset_index(drop=True)
+    )
+    for name in context:
+        for got, expected in zip(online[name], want[name], strict=True):
+            assert _equal(got, expected) or abs(got - expected) <= 1e-9, (name, got, expected)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
