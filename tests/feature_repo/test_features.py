@@ -120,17 +120,72 @@ def _perturb_after(ticks: pa.Table, cut_us: int, seed: int) -> pa.Table:
     return pa.Table.from_pandas(pd.concat([early, later]), schema=ticks.schema, preserve_index=False)
 
 
+def _perturb_events_after(events: pa.Table, cut_us: int, stock_code: str, seed: int) -> pa.Table:
+    """VIs that start at or after ``cut_us`` moved and retyped, and new ones added after it, of
+    this stock and of another (the VI history a decision must not see yet)."""
+    rng = np.random.default_rng(seed)
+    df = events.to_pandas()
+    late = df["trigger_ts"] >= pd.Timestamp(cut_us, unit="us", tz="UTC")
+    shift = pd.to_timedelta(rng.integers(0, 60_000_000, int(late.sum())), unit="us")
+    df.loc[late, "trigger_ts"] += shift
+    df.loc[late, "release_ts"] += shift
+    df.loc[late, "vi_type"] = rng.choice(["static", "dynamic", "both"], int(late.sum()))
+    other = next((c for c in df["stock_code"] if c != stock_code), stock_code)
+    extra = []
+    for code in (stock_code, other):
+        for _ in range(int(rng.integers(1, 4))):
+            trigger = cut_us + int(rng.integers(0, 120_000_000))
+            extra.append(
+                df.iloc[0].to_dict()
+                | {
+                    "event_id": f"{code}-extra-{trigger}",
+                    "stock_code": code,
+                    "trigger_ts": pd.Timestamp(trigger, unit="us", tz="UTC"),
+                    "release_ts": pd.Timestamp(trigger + 125_000_000, unit="us", tz="UTC"),
+                }
+            )
+    df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True).sort_values("trigger_ts", kind="stable")
+    return pa.Table.from_pandas(df, schema=events.schema, preserve_index=False)
+
+
+def _of_stock(events: pa.Table, stock_code: str) -> pa.Table:
+    return events.filter(pc.equal(events["stock_code"], stock_code))
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(pick=st.integers(0, 10_000), k=st.integers(0, F.MAX_DECISION_OFFSET), seed=st.integers(0, 2**31))
 def test_no_feature_sees_a_tick_after_its_decision_time(dataset, events, infos, pick, k, seed):
+    """Every tick after the decision rewritten, dropped or repeated, and every VI that starts
+    after it moved, retyped or added (this stock's and others'): no feature changes."""
     ids = sorted(infos)
     info = infos[ids[pick % len(ids)]]
-    event = events.filter(pc.equal(events["event_id"], info.event_id))
     ticks = _stock_day_ticks(dataset, info)
     cut = F.decision_time_us(info.release_ts, k)
-    before = _features(ticks, event, info, k)
-    after = _features(_perturb_after(ticks, cut, seed), event, info, k)
-    assert _same(before, after), f"{info.event_id}, decision {k}: a feature changed with ticks after {cut}"
+    before = _features(ticks, _of_stock(events, info.stock_code), info, k)
+    changed = _perturb_events_after(events, cut, info.stock_code, seed)
+    stock_days = load_stock_days(dataset / "instruments.parquet")
+    info_after = dict((ev["event_id"], i) for ev, i in iter_event_infos(changed, stock_days))[info.event_id]
+    after = _features(_perturb_after(ticks, cut, seed), _of_stock(changed, info.stock_code), info_after, k)
+    assert _same(before, after), f"{info.event_id}, decision {k}: a feature changed with data after {cut}"
+
+
+def test_a_vi_of_the_stock_earlier_that_day_is_seen(dataset, events, infos):
+    """The control: the same kind of change to the VI history, before the VI, does change its
+    features (VIs today in the stock, the time since the last release)."""
+    info = infos[sorted(infos)[0]]
+    ticks = _stock_day_ticks(dataset, info)
+    start = pd.Timestamp(info.trigger_ts - 600_000_000, unit="us", tz="UTC")
+    mine = _of_stock(events, info.stock_code).to_pandas()
+    added = mine.iloc[[0]].assign(
+        event_id="added", trigger_ts=start, release_ts=start + pd.Timedelta(seconds=125)
+    )
+    changed = pa.Table.from_pandas(
+        pd.concat([events.to_pandas(), added]), schema=events.schema, preserve_index=False
+    )
+    stock_days = load_stock_days(dataset / "instruments.parquet")
+    info_changed = dict((ev["event_id"], i) for ev, i in iter_event_infos(changed, stock_days))[info.event_id]
+    before = _features(ticks, _of_stock(events, info.stock_code), info, 5)
+    assert not _same(before, _features(ticks, _of_stock(changed, info.stock_code), info_changed, 5))
 
 
 def test_the_leakage_check_notices_a_change_before_the_decision(dataset, events, infos):
