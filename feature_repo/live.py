@@ -135,8 +135,10 @@ class LiveFeaturePath:
             self._rows[code] = []
         ticks = pa.concat_tables(chunks) if chunks else TICK_SCHEMA.empty_table()
         if now_us is not None and not self._pending[code]:
-            ticks = ticks.filter(
-                pc.greater_equal(ticks["timestamp"].cast(pa.int64()), now_us - BUFFER_S * US)
-            )
+            # a running VI's panel reaches back to before its trigger, however long its auction
+            # (one merging into the closing call runs ten minutes and more)
+            running = [v.trigger_ts for v in self._vis[code] if v.release_ts is None]
+            keep_from = min([now_us - BUFFER_S * US, *(t - (PANEL_BEFORE_S + 1) * US for t in running)])
+            ticks = ticks.filter(pc.greater_equal(ticks["timestamp"].cast(pa.int64()), keep_from))
         self._chunks[code] = [ticks]
         return ticks
