@@ -21,6 +21,7 @@ from feature_repo.features import AT_TRIGGER, AUCTION, POST_RELEASE, PRE_TRIGGER
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_FEATURES_DIR = REPO_DIR.parent / "data" / "features"
 SERVICE, SEQUENCE_SERVICE = "vi_rebound_v1", "vi_sequence_v1"
+LIVE_SERVICE = "vi_rebound_live_v1"  # only what the live KIS feed supplies
 EVENT_PUSH, DECISION_PUSH, SEQUENCE_PUSH = "vi_event_push", "vi_decision_push", "vi_sequence_push"
 
 
@@ -83,13 +84,25 @@ def feast_objects(features_dir: Path) -> dict[str, object]:
         name=SERVICE, features=[pre_trigger, at_trigger, auction, post_release, context],
         description="tabular inputs of the VI rebound/continuation models",
     )  # fmt: skip
+    live_service = FeatureService(
+        name=LIVE_SERVICE,
+        features=[
+            view[[f.name for f in specs if f.live]]
+            for view, specs in (
+                (pre_trigger, PRE_TRIGGER), (at_trigger, AT_TRIGGER), (auction, AUCTION),
+                (post_release, POST_RELEASE), (context, STOCK_CONTEXT),
+            )
+        ],
+        description="vi_rebound_v1 without the features the live KIS feed cannot supply (investor "
+        "nets, news and disclosure flags): for models meant to trade live",
+    )  # fmt: skip
     sequence_service = FeatureService(
         name=SEQUENCE_SERVICE, features=[sequence, context],
         description="inputs of the sequence models (Transformer/LSTM)",
     )  # fmt: skip
     objects = [
         vi_event, decision, stock, event_push, decision_push, sequence_push, pre_trigger, at_trigger,
-        auction, post_release, sequence, context, service, sequence_service,
+        auction, post_release, sequence, context, service, live_service, sequence_service,
     ]  # fmt: skip
     return {o.name: o for o in objects}
 

@@ -44,6 +44,19 @@ EOK = 1e8  # 억원
 US = 1_000_000
 
 
+# What a feature reads beyond trades, books and program flow, by the words of its name: investor
+# nets (KIS publishes them by REST only, not in the real-time feed) and news or disclosure flags
+# (no broker feed carries them). Vendor files have them only where the layout maps the column.
+_INPUT_WORDS = {
+    "institution": "investor nets",
+    "foreign": "investor nets",
+    "individual": "investor nets",
+    "news": "news flags",
+    "disclosure": "disclosure flags",
+}
+LIVE_FEED_LACKS = frozenset(_INPUT_WORDS.values())  # the KIS real-time feed
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -52,6 +65,16 @@ class Feature:
     nullable: bool = False
     lo: float | None = None
     hi: float | None = None
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The inputs it reads that not every source supplies (see :data:`LIVE_FEED_LACKS`)."""
+        return frozenset(what for word, what in _INPUT_WORDS.items() if word in self.name)
+
+    @property
+    def live(self) -> bool:
+        """Whether the live KIS feed supplies what it reads."""
+        return not self.needs & LIVE_FEED_LACKS
 
 
 def feature_specs(group: str, rows: list[tuple]) -> list[Feature]:

@@ -192,7 +192,13 @@ def run_demo_features(dataset: Path, settings: Settings) -> int:
 def feature_list_markdown() -> str:
     """The documented feature list (feature_repo/FEATURES.md is this text)."""
     from feature_repo.context import STOCK_CONTEXT
-    from feature_repo.features import EVENT_FEATURES, POST_RELEASE, SEQUENCE_CHANNELS, SEQUENCE_LENGTH
+    from feature_repo.features import (
+        EVENT_FEATURES,
+        LIVE_FEED_LACKS,
+        POST_RELEASE,
+        SEQUENCE_CHANNELS,
+        SEQUENCE_LENGTH,
+    )
 
     views = {
         "vi_pre_trigger": [f for f in EVENT_FEATURES if f.group == "pre_trigger"],
@@ -210,14 +216,20 @@ def feature_list_markdown() -> str:
         "",
         f"{total} tabular features (feature service `vi_rebound_v1`) and {len(SEQUENCE_CHANNELS)} "
         f"sequence channels of {SEQUENCE_LENGTH} seconds (`vi_sequence_v1`).",
+        "",
+        "Sources: the synthetic market supplies every feature; vendor files supply a feature that "
+        f"reads {', '.join(sorted(LIVE_FEED_LACKS))} only where their layout maps the column; the "
+        "live KIS feed supplies none of those. `vi_rebound_live_v1` is `vi_rebound_v1` without "
+        f"them ({sum(f.live for v in views.values() for f in v)} features): a model meant to trade "
+        "live is trained only on what it will see.",
     ]
     for view, specs in views.items():
         lines += [
             "",
             f"## {view} ({len(specs)})",
             "",
-            "| feature | meaning | nulls | range |",
-            "|---|---|---|---|",
+            "| feature | meaning | nulls | range | synthetic | vendor | KIS live |",
+            "|---|---|---|---|---|---|---|",
         ]
         for f in specs:
             bounds = (
@@ -225,7 +237,11 @@ def feature_list_markdown() -> str:
                 if f.lo is None and f.hi is None
                 else f"[{f.lo if f.lo is not None else ''}, {f.hi if f.hi is not None else ''}]"
             )
-            lines.append(f"| `{f.name}` | {f.doc} | {'yes' if f.nullable else 'no'} | {bounds} |")
+            vendor = f"if mapped ({', '.join(sorted(f.needs))})" if f.needs else "yes"
+            lines.append(
+                f"| `{f.name}` | {f.doc} | {'yes' if f.nullable else 'no'} | {bounds} | yes | {vendor} "
+                f"| {'yes' if f.live else 'no'} |"
+            )
     lines += [
         "",
         f"## vi_sequence ({len(SEQUENCE_CHANNELS)} arrays of {SEQUENCE_LENGTH})",

@@ -105,6 +105,27 @@ def _replay(dataset: Path, applied, code: str, day: dt.date) -> list:
     return out
 
 
+def test_the_live_service_serves_only_what_the_live_feed_supplies(applied):
+    """vi_rebound_live_v1: vi_rebound_v1 without investor nets and news or disclosure flags
+    (the KIS real-time feed has none), for models meant to trade live."""
+    from feature_repo.context import STOCK_CONTEXT
+    from feature_repo.definitions import LIVE_SERVICE
+    from feature_repo.features import DECISION_FEATURES, EVENT_FEATURES
+
+    fs = S.open_store(applied.feast)
+    served = {
+        f.name for p in fs.get_feature_service(LIVE_SERVICE).feature_view_projections for f in p.features
+    }
+    every = EVENT_FEATURES + DECISION_FEATURES + STOCK_CONTEXT
+    lacking = {f.name for f in every if not f.live}
+    assert served == {f.name for f in every} - lacking and len(lacking) == 13
+    assert {"pre_foreign_change", "post_news", "auc_disclosure"} <= lacking
+    labels = pq.read_table(applied.labels / "labels.parquet").to_pandas().head(20)
+    rows = S.historical(fs, labels, LIVE_SERVICE)
+    assert served <= set(rows.columns) and not lacking & set(rows.columns)
+    assert rows["post_ret"].notna().all()
+
+
 @pytest.fixture(scope="module")
 def replayed(dataset, applied) -> list:
     """The stock-day with the most VIs, replayed through the live feature path."""
