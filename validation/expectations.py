@@ -86,6 +86,28 @@ def timestamps_non_decreasing(df: pd.DataFrame) -> pd.Series:
     return prev.isna() | (df["timestamp"] >= prev)
 
 
+# Findings about a partition's sequence, not faults of a row: dropped trades show as a jump in
+# cum_volume at the good trade after them, a row out of time order makes its neighbour look wrong.
+# They are reported (each gap with its size) and the rows around them kept.
+SEQUENCE_RULES = ("cum_volume_continuous", "timestamps_non_decreasing")
+
+
+def cum_volume_gaps(df: pd.DataFrame) -> pd.DataFrame:
+    """Each jump in cum_volume: the trade after it and the shares missing before it (negative:
+    more counted than traded, a repeated trade)."""
+    trades = df[df["event_type"] == "trade"]
+    prev = trades.groupby("stock_code", observed=True)["cum_volume"].shift(1)
+    missing = trades["cum_volume"] - prev - trades["volume"]
+    gap = prev.notna() & (missing != 0)
+    return pd.DataFrame(
+        {
+            "stock_code": trades.loc[gap, "stock_code"].astype(str),
+            "timestamp": trades.loc[gap, "timestamp"],
+            "missing_shares": missing[gap].astype("int64"),
+        }
+    ).reset_index(drop=True)
+
+
 def _make(name: str, rule, doc: str) -> type[MulticolumnMapExpectation]:
     """One metric provider and one expectation class per row rule (GX registers both by name)."""
     metric = f"multicolumn_values.krx_{name}"

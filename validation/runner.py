@@ -39,7 +39,14 @@ from market.krx.schema import (
     check_table,
 )
 from market.krx.sessions import SESSIONS
-from validation.expectations import PANEL_EXPECTATIONS, ROW_EXPECTATIONS, ExpectValuesFinite
+from validation.expectations import (
+    PANEL_EXPECTATIONS,
+    ROW_EXPECTATIONS,
+    SEQUENCE_RULES,
+    ExpectValuesFinite,
+    cum_volume_gaps,
+    timestamps_non_decreasing,
+)
 
 DATA_SOURCE, TICKS, VI_LOG, EVENTS, WINDOWS = "vicap_pandas", "ticks", "vi_log", "events", "windows"
 COMPLETE = {"result_format": "COMPLETE", "exclude_unexpected_values": True}
@@ -50,6 +57,9 @@ CRITICAL = {
     "expect_column_values_to_not_be_null",
     "expect_column_values_to_be_in_set",
 }
+# failures of these are findings about the sequence, reported, never a row's quarantine
+SEQUENCE = {f"expect_krx_{name}" for name in SEQUENCE_RULES}
+DUPLICATE = "exact duplicate of an earlier trade"
 
 
 def tick_suite() -> gx.ExpectationSuite:
@@ -247,6 +257,13 @@ class ValidationReport:
     reasons: Counter = field(default_factory=Counter)
     critical: list[str] = field(default_factory=list)
     docs: Path | None = None
+    gaps: list[dict] = field(default_factory=list)  # partition, stock_code, timestamp, missing_shares
+    out_of_order: Counter = field(default_factory=Counter)  # partition -> rows before their predecessor
+
+    @property
+    def gapped(self) -> list[str]:
+        """Partitions with a gap in cum_volume (dropped trades in the feed)."""
+        return sorted({g["partition"] for g in self.gaps})
 
     @property
     def ok(self) -> bool:
@@ -277,6 +294,31 @@ def as_batch(df: pd.DataFrame) -> pd.DataFrame:
     consolidated frame with categorical labels cost a fraction of object-string ones (bench/validation)."""
     df = df.astype({c: "category" for c in CATEGORICAL if c in df.columns})
     return df.copy()  # consolidates the blocks once
+
+
+def _row_faults(reasons: dict[int, list[str]], table: pa.Table) -> dict[int, list[str]]:
+    """The rows to quarantine: a fault of their own (sequence findings dropped), or a trade that
+    exactly repeats an earlier one, cum_volume included: a resend that would count twice (one
+    copy kept). A repeated book or indicative snapshot is a state seen again, not a fault."""
+    faults = {i: [r for r in rs if r not in SEQUENCE] for i, rs in reasons.items()}
+    faults = {i: rs for i, rs in faults.items() if rs}
+    df = table.to_pandas()
+    duplicated = (df.duplicated(keep="first") & (df["event_type"] == "trade")).to_numpy()
+    for i in duplicated.nonzero()[0].tolist():
+        faults.setdefault(i, []).append(DUPLICATE)
+    return faults
+
+
+def _sequence_findings(
+    report: ValidationReport, df: pd.DataFrame, duplicates: list[int], partition: str
+) -> None:
+    """Gaps in cum_volume and rows out of time order in the feed as recorded, resends aside (a
+    row quarantined for a fault of its own still traded: its shares are no gap)."""
+    kept = df.drop(index=duplicates)
+    report.gaps += [{"partition": partition, **g} for g in cum_volume_gaps(kept).to_dict("records")]
+    late = int((~timestamps_non_decreasing(kept)).sum())
+    if late:
+        report.out_of_order[partition] = late
 
 
 def validate_dataset(
@@ -318,6 +360,9 @@ def validate_dataset(
         df = df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day")
         reasons, critical = validator.run(TICKS, as_batch(df))
         report.critical += [f"{path}: {c}" for c in critical]
+        reasons = _row_faults(reasons, table)
+        duplicates = [i for i, rs in reasons.items() if DUPLICATE in rs]
+        _sequence_findings(report, df, duplicates, f"{path.parent.name}/{path.name}")
         bad = sorted(reasons)
         if bad:
             target = quarantine_dir / "ticks" / path.parent.name / path.name

@@ -51,6 +51,19 @@ def run_validate(dataset: Path) -> int:
     for reason, count in report.reasons.most_common():
         t.add_row(f"  quarantined: {reason}", f"{count:,}")
     console.print(t)
+    if report.gaps:
+        g = Table(title=f"Gaps in cum_volume (dropped trades): {len(report.gapped)} partition(s), rows kept")
+        for column in ("partition", "stock", "at", "shares missing"):
+            g.add_column(column, justify="right" if column == "shares missing" else "left")
+        for gap in report.gaps[:20]:
+            g.add_row(
+                gap["partition"], gap["stock_code"], str(gap["timestamp"]), f"{gap['missing_shares']:,}"
+            )
+        if len(report.gaps) > 20:
+            g.add_row(f"... {len(report.gaps) - 20} more", "", "", "")
+        console.print(g)
+    for partition, n in sorted(report.out_of_order.items()):
+        console.print(f"[yellow]{partition}: {n} row(s) out of time order (kept)[/]")
     for c in report.critical:
         console.print(f"[red]critical: {c}[/]")
     console.print(f"Data Docs: {report.docs}")

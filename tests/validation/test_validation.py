@@ -53,9 +53,7 @@ def corrupt(path):
     i = trades[30]
     t.loc[i, "vi_status"] = 1
     want[i] = "no_trade_in_vi_auction"
-    i = trades[40]
-    t.loc[trades[40] :, "cum_volume"] += 7  # 7 shares dropped before this trade
-    want[i] = "cum_volume_continuous"
+    t.loc[trades[40] :, "cum_volume"] += 7  # 7 shares dropped before this trade: a gap, not a fault
     i = books[50]
     t.loc[i, "ask_volume_3"] = -1
     want[i] = "book_volumes_non_negative"
@@ -86,6 +84,10 @@ def test_bad_rows_go_to_quarantine_with_their_reason(small, tmp_path):
     assert q.num_rows == len(want) and not report.critical
     kept = pq.read_table(files[0])
     assert pc.min(kept["ask_volume_3"]).as_py() >= 0
+    # the trade after the 7 missing shares is kept, and the gap reported with its size
+    assert [g["missing_shares"] for g in report.gaps] == [7] and report.gapped == [
+        f"{files[0].parent.name}/{files[0].name}"
+    ]
 
 
 def test_a_broken_schema_is_critical_and_the_partition_is_kept_in_quarantine(small, tmp_path):
@@ -148,3 +150,44 @@ def test_session_labels_and_the_open_window_follow_the_days_schedule():
     opened = df.iloc[[1, 1]].assign(event_type=["trade", "book"])  # the open printed at 09:00:10
     crossed = pd.concat([df, late, opened], ignore_index=True)
     assert bid_below_ask_in_continuous(crossed).tolist() == [True] * len(rows) + [False, False, False]
+
+
+def test_a_dropped_trade_is_a_gap_reported_and_no_good_row_is_lost_however_often_it_runs(small, data_dir):
+    """One trade dropped from a partition: `vicap validate` three times leaves the raw file as it
+    was, keeps every row each time and reports the gap with its size each time."""
+    import hashlib
+
+    root, files = small
+    t = pq.read_table(files[0]).to_pandas()
+    trades = t.index[(t.event_type == "trade") & (t.session == "continuous")]
+    dropped = t.loc[trades[25]]
+    t = t.drop(index=trades[25])
+    pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(files[0]), preserve_index=False), files[0])
+    digest = hashlib.sha256(files[0].read_bytes()).hexdigest()
+    seen = []
+    for _ in range(3):
+        result = CliRunner().invoke(app, ["validate", str(root)])
+        assert result.exit_code == 0, result.output
+        assert hashlib.sha256(files[0].read_bytes()).hexdigest() == digest
+        said = " ".join(result.output.split())
+        assert "Gaps in cum_volume (dropped trades): 1 partition(s)" in said
+        assert f"{dropped['volume']:,} │" in said and "│ rows quarantined │ 0 │" in said
+        seen.append(said.split("Data Docs")[0])
+    assert seen[0] == seen[1] == seen[2]
+    report = validate_dataset(root, data_dir / "reports", root / "quarantine")
+    assert [(g["timestamp"], g["missing_shares"]) for g in report.gaps] == [
+        (t.loc[trades[26], "timestamp"], dropped["volume"])
+    ]
+
+
+def test_an_exact_duplicate_trade_is_quarantined_once_and_its_copy_kept(small, tmp_path):
+    root, files = small
+    t = pq.read_table(files[0]).to_pandas()
+    row = t.index[(t.event_type == "trade") & (t.session == "continuous")][5]
+    t = pd.concat([t.loc[:row], t.loc[[row]], t.loc[row + 1 :]], ignore_index=True)
+    pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(files[0]), preserve_index=False), files[0])
+    report = validate_dataset(root, tmp_path / "reports", root / "quarantine")
+    q = pq.read_table(root / "quarantine" / "ticks" / files[0].parent.name / files[0].name).to_pandas()
+    assert q["reason"].tolist() == ["exact duplicate of an earlier trade"] and report.rows_quarantined == 1
+    assert report.gaps == []  # the resend is out: cum_volume runs on
+    assert pq.read_metadata(files[0]).num_rows == len(t) - 1
