@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas as pd
 from feast import FeatureStore, RepoConfig
@@ -24,18 +24,44 @@ from feature_repo.definitions import DECISION_PUSH, EVENT_PUSH, REPO_DIR, SEQUEN
 PROJECT = "vicap"
 
 
+def shown_url(online_store: str) -> str:
+    """The online-store setting as it may be printed: without user and password."""
+    url = urlparse(online_store)
+    if not url.hostname:
+        return online_store if online_store == "sqlite" else url.scheme + "://"
+    port = f":{url.port}" if url.port else ""
+    return url._replace(netloc=f"{url.hostname}{port}").geturl()
+
+
 def online_store_config(
     online_store: str, feast_dir: Path
 ) -> SqliteOnlineStoreConfig | RedisOnlineStoreConfig:
-    """'sqlite' (embedded, under ``feast_dir``) or redis://host:port[/db]."""
+    """'sqlite' (embedded, under ``feast_dir``) or a Redis URL in Feast's connection-string terms:
+    ``redis://[user:password@]host:port[/db]``, ``rediss://`` for TLS, ``?cluster=true`` for a
+    Redis Cluster (its seed node). The password never reaches an error message."""
     if online_store == "sqlite":
         return SqliteOnlineStoreConfig(path=str(feast_dir / "online.db"))
     url = urlparse(online_store)
-    if url.scheme != "redis" or not url.hostname:
-        raise ValueError(f"VICAP_ONLINE_STORE={online_store!r}: expected 'sqlite' or redis://host:port")
+    shown = shown_url(online_store)
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ValueError(f"VICAP_ONLINE_STORE={shown!r}: expected 'sqlite' or redis[s]://host:port")
+    query = parse_qs(url.query)
+    cluster = query.get("cluster", ["false"])[0].lower() in ("1", "true", "yes")
     db = url.path.strip("/")
-    connection = f"{url.hostname}:{url.port or 6379}" + (f",db={db}" if db else "")
-    return RedisOnlineStoreConfig(connection_string=connection)
+    if cluster and db not in ("", "0"):
+        raise ValueError(f"VICAP_ONLINE_STORE={shown!r}: a Redis Cluster has no database number")
+    params = {"db": db or None, "username": url.username or None, "password": url.password or None}
+    params["ssl"] = "true" if url.scheme == "rediss" else None
+    if cluster:
+        params |= {"db": None, "skip_full_coverage_check": "true"}
+    for key, value in params.items():
+        if value is not None and "," in unquote(value):  # Feast splits its options at commas
+            raise ValueError(f"VICAP_ONLINE_STORE={shown!r}: {key} may not hold a comma")
+    options = [f"{k}={unquote(v)}" for k, v in params.items() if v is not None]
+    return RedisOnlineStoreConfig(
+        connection_string=",".join([f"{url.hostname}:{url.port or 6379}", *options]),
+        redis_type="redis_cluster" if cluster else "redis",
+    )
 
 
 def registry_path(feast_dir: Path) -> Path:

@@ -51,7 +51,7 @@ def _store(settings: Settings):
     _quiet_feast()
     from feature_repo.store import open_store
 
-    return open_store(settings.paths.feast, settings.online_store)
+    return open_store(settings.paths.feast, settings.online_store.get_secret_value())
 
 
 def _missing_tables(settings: Settings) -> list[Path]:
@@ -78,7 +78,7 @@ def _registry_ready(settings: Settings) -> bool:
 
 
 def run_apply(settings: Settings | None = None) -> int:
-    from feature_repo.store import apply, registry_path
+    from feature_repo.store import apply, registry_path, shown_url
 
     settings = settings or get_settings()
     if not _tables_ready(settings):
@@ -86,7 +86,7 @@ def run_apply(settings: Settings | None = None) -> int:
     store = _store(settings)
     names = apply(store, settings.paths.features)
     console.print(f"registered {len(names)} Feast objects in {registry_path(settings.paths.feast)}")
-    t = Table(title=f"feature views (online store: {settings.online_store})")
+    t = Table(title=f"feature views (online store: {shown_url(settings.online_store.get_secret_value())})")
     for col in ("view", "entities", "features", "ttl"):
         t.add_column(col)
     for fv in sorted(store.list_feature_views(), key=lambda v: v.name):
@@ -96,7 +96,7 @@ def run_apply(settings: Settings | None = None) -> int:
 
 
 def run_materialize(start: dt.datetime, end: dt.datetime, settings: Settings | None = None) -> int:
-    from feature_repo.store import materialize
+    from feature_repo.store import materialize, shown_url
 
     settings = settings or get_settings()
     if not _tables_ready(settings):
@@ -108,9 +108,8 @@ def run_materialize(start: dt.datetime, end: dt.datetime, settings: Settings | N
         return 2
     t0 = time.perf_counter()
     materialize(_store(settings), start, end)
-    console.print(
-        f"materialized {start} .. {end} into {settings.online_store} in {time.perf_counter() - t0:.1f} s"
-    )
+    where = shown_url(settings.online_store.get_secret_value())
+    console.print(f"materialized {start} .. {end} into {where} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -120,7 +119,7 @@ def run_online(
     """One decision's features from the online store, printed view by view (the first ``per_view``
     of each, or all); None when the store has none of them."""
     from feature_repo.definitions import SERVICE
-    from feature_repo.store import decision_entity
+    from feature_repo.store import decision_entity, shown_url
 
     settings = settings or get_settings()
     if not _registry_ready(settings):
@@ -135,7 +134,8 @@ def run_online(
     if all(values[n] is None for _, names in views for n in names):
         console.print(
             f"[red]no online features for {event_id} at {offset_s} s after the release in "
-            f"{settings.online_store}: an unknown event, or not materialized (vicap features materialize)[/]"
+            f"{shown_url(settings.online_store.get_secret_value())}: an unknown event, or not "
+            f"materialized (vicap features materialize)[/]"
         )
         return None
     t = Table(title=f"online features of {event_id}, {offset_s} s after the release ({SERVICE})")

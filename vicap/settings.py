@@ -7,10 +7,11 @@ Secrets are ``SecretStr``: they print as ``**********`` and never reach a log.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from market.krx import DEFAULT_BROKERAGE_RATE
@@ -51,12 +52,20 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="data root (VICAP_DATA_DIR)")
-    online_store: str = Field(
-        "sqlite",
-        pattern=r"^(sqlite|redis://[^/:]+(:\d+)?(/\d+)?)$",
-        description="'sqlite' (embedded) or redis://host:port[/db]",
+    online_store: SecretStr = Field(
+        SecretStr("sqlite"),
+        description="'sqlite' (embedded) or redis[s]://[user:password@]host:port[/db][?cluster=true]; "
+        "a secret, as it may hold a password",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the production online store")
+
+    @field_validator("online_store")
+    @classmethod
+    def _online_store_kind(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"sqlite|rediss?://\S+", value.get_secret_value()):
+            raise ValueError("expected 'sqlite' or a redis:// or rediss:// URL")
+        return value
+
     require_redis: bool = Field(False, description="CI: a Redis test must run, not skip")
     bind_host: str = Field("127.0.0.1", description="servers bind here unless told otherwise")
     ray_address: str | None = Field(None, description="Ray cluster address; None runs locally")

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feature_repo.checks import validate_features
-from feature_repo.store import online_store_config
+from feature_repo.store import online_store_config, shown_url
 from vicap.cli import app
 
 
@@ -45,8 +45,26 @@ def test_features_build_names_the_missing_events_file(dataset, data_dir):
 def test_online_store_setting_is_sqlite_or_a_redis_url(tmp_path):
     assert online_store_config("sqlite", tmp_path).path.endswith("online.db")
     assert online_store_config("redis://10.0.0.5:6380/2", tmp_path).connection_string == "10.0.0.5:6380,db=2"
-    with pytest.raises(ValueError, match="expected 'sqlite' or redis://host:port"):
+    with pytest.raises(ValueError, match=r"expected 'sqlite' or redis\[s\]://host:port"):
         online_store_config("postgres://x", tmp_path)
+
+
+def test_a_production_redis_url_with_password_tls_or_cluster_becomes_feasts_options(tmp_path):
+    """Feast's connection-string options (password, ssl, redis_type) from one URL; the password
+    stays out of error messages."""
+    tls = online_store_config("rediss://vicap:s3cret%3F@cache.internal:6380/1", tmp_path)
+    assert tls.connection_string == "cache.internal:6380,db=1,username=vicap,password=s3cret?,ssl=true"
+    assert tls.redis_type == "redis"
+    cluster = online_store_config("redis://:pw@node1:7000?cluster=true", tmp_path)
+    assert cluster.connection_string == "node1:7000,password=pw,skip_full_coverage_check=true"
+    assert cluster.redis_type == "redis_cluster"
+    with pytest.raises(ValueError, match="no database number") as raised:
+        online_store_config("redis://:topsecret@node1:7000/3?cluster=true", tmp_path)
+    assert "topsecret" not in str(raised.value)
+    with pytest.raises(ValueError, match="password may not hold a comma") as raised:
+        online_store_config("redis://:a%2Cb@host:6379", tmp_path)
+    assert "a,b" not in str(raised.value) and "a%2Cb" not in str(raised.value)
+    assert shown_url("rediss://vicap:s3cret@cache.internal:6380/1") == "rediss://cache.internal:6380/1"
 
 
 def test_apply_and_materialize_before_build_name_the_missing_table(data_dir):

@@ -12,7 +12,11 @@ def test_defaults_and_paths(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VICAP_DATA_DIR", raising=False)
     s = Settings()
-    assert s.data_dir == Path("data") and s.bind_host == "127.0.0.1" and s.online_store == "sqlite"
+    assert (
+        s.data_dir == Path("data")
+        and s.bind_host == "127.0.0.1"
+        and s.online_store.get_secret_value() == "sqlite"
+    )
     assert s.paths.vi_log == tmp_path / "data" / "raw" / "vi_log.parquet"
     assert s.paths.tick_partition("2024-03-05") == tmp_path / "data" / "raw" / "ticks" / "date=2024-03-05"
     assert s.paths.windows == tmp_path / "data" / "events" / "windows.parquet"
@@ -49,7 +53,9 @@ def test_bad_values_are_rejected(monkeypatch):
     with pytest.raises(ValidationError, match="online_store"):
         Settings()
     monkeypatch.setenv("VICAP_ONLINE_STORE", "redis://10.0.0.5:6380/2")
-    assert Settings().online_store == "redis://10.0.0.5:6380/2"
+    assert Settings().online_store.get_secret_value() == "redis://10.0.0.5:6380/2"
+    monkeypatch.setenv("VICAP_ONLINE_STORE", "rediss://vicap:pw-123@cache:6380/1")
+    assert "pw-123" not in repr(Settings()) and "pw-123" not in str(Settings().online_store)
 
 
 def test_secrets_never_print(monkeypatch):
