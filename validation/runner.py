@@ -21,6 +21,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from market import krx
@@ -215,9 +216,13 @@ class Validator:
                 gx.Checkpoint(name=name, validation_definitions=[vd], result_format=COMPLETE)
             )
 
-    def run(self, name: str, df: pd.DataFrame) -> tuple[dict[int, list[str]], list[str]]:
-        """(failing row index -> reasons, failed critical expectations) for one batch."""
-        result = self.checkpoints[name].run(batch_parameters={"dataframe": df})
+    def run(
+        self, name: str, df: pd.DataFrame, run_name: str | None = None
+    ) -> tuple[dict[int, list[str]], list[str]]:
+        """(failing row index -> reasons, failed critical expectations) for one batch; ``run_name``
+        names its result in Data Docs (a tick partition: YYYY-MM-DD_<code>)."""
+        run_id = RunIdentifier(run_name=run_name) if run_name else None
+        result = self.checkpoints[name].run(batch_parameters={"dataframe": df}, run_id=run_id)
         reasons: dict[int, list[str]] = {}
         critical: list[str] = []
         for suite_result in result.run_results.values():
@@ -358,7 +363,8 @@ def validate_dataset(
         ).to_pandas()
         df["day"] = krx.seoul_dates(df["timestamp"])
         df = df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day")
-        reasons, critical = validator.run(TICKS, as_batch(df))
+        partition = f"{path.parent.name.removeprefix('date=')}_{path.stem}"  # no "/" in a GX key
+        reasons, critical = validator.run(TICKS, as_batch(df), run_name=partition)
         report.critical += [f"{path}: {c}" for c in critical]
         reasons = _row_faults(reasons, table)
         duplicates = [i for i, rs in reasons.items() if DUPLICATE in rs]

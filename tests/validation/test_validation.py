@@ -68,6 +68,10 @@ def test_clean_partitions_pass_and_build_data_docs(small, tmp_path):
     report = validate_dataset(root, tmp_path / "reports", root / "quarantine")
     assert report.ok and report.rows_in == report.rows_kept == rows and report.rows_quarantined == 0
     assert report.docs.exists() and "ticks" in report.docs.read_text()
+    # each partition's result is named by its date and stock, not GX's __none__ run
+    names = {f"{f.parent.name.removeprefix('date=')}_{f.stem}" for f in files}
+    runs = {p.name for p in (tmp_path / "reports" / "gx" / "uncommitted" / "validations" / "ticks").iterdir()}
+    assert runs == names and all(n in report.docs.read_text() for n in names)
 
 
 def test_bad_rows_go_to_quarantine_with_their_reason(small, tmp_path):
