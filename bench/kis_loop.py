@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from market import krx
 from market.kis import formats as kis
+from market.kis.feed import AUCTION, NORMAL, RELEASED
 from market.kis.ingest import (
     KisReport,
     _read_vi_status,
@@ -27,7 +28,7 @@ from market.kis.ingest import (
     load_stocks,
     reason_key,
 )
-from market.kis.recording import Refused
+from market.kis.recording import _INT_FIELDS, _TIME_FIELD, LEVELS, STOCKS_FILE, Refused
 from market.krx.dataset import SUMMARY_FILE, IngestError, write_ticks
 from market.krx.schema import (
     INSTRUMENT_SCHEMA,
@@ -35,24 +36,6 @@ from market.krx.schema import (
     VI_STATUS_AUCTION,
     VI_STATUS_RELEASED,
 )
-
-STOCKS_FILE = "stocks.csv"
-RECORDING_PATTERNS = ("*.jsonl", "*.jsonl.gz")
-VI_STATUS_PATTERN = "vi_status*.json"
-LEVELS = range(1, 11)
-_INT_FIELDS = {
-    kis.TRADES: ("STCK_PRPR", "PRDY_VRSS", "CNTG_VOL", "ACML_VOL"),
-    kis.BOOK: (
-        *tuple(f"{p}{i}" for p in ("ASKP", "BIDP", "ASKP_RSQN", "BIDP_RSQN") for i in LEVELS),
-        "ANTC_CNPR",
-        "ANTC_CNQN",
-        "ANTC_CNTG_VRSS",
-    ),
-    kis.PROGRAM: ("NTBY_CNQN",),
-    kis.MARKET_OP: (),
-}
-_TIME_FIELD = {kis.TRADES: "STCK_CNTG_HOUR", kis.BOOK: "BSOP_HOUR", kis.PROGRAM: "STCK_CNTG_HOUR"}
-NORMAL, AUCTION, RELEASED = 0, 1, 2  # released: the uncross printed, H0STMKO0 'N' still to come
 
 
 @dataclass(slots=True)

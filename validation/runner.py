@@ -301,13 +301,13 @@ def as_batch(df: pd.DataFrame) -> pd.DataFrame:
     return df.copy()  # consolidates the blocks once
 
 
-def _row_faults(reasons: dict[int, list[str]], table: pa.Table) -> dict[int, list[str]]:
+def _row_faults(reasons: dict[int, list[str]], df: pd.DataFrame) -> dict[int, list[str]]:
     """The rows to quarantine: a fault of their own (sequence findings dropped), or a trade that
-    exactly repeats an earlier one, cum_volume included: a resend that would count twice (one
-    copy kept). A repeated book or indicative snapshot is a state seen again, not a fault."""
+    exactly repeats an earlier one in every column of the file, cum_volume included: a resend that
+    would count twice (one copy kept). A repeated book or indicative snapshot is a state seen
+    again, not a fault."""
     faults = {i: [r for r in rs if r not in SEQUENCE] for i, rs in reasons.items()}
     faults = {i: rs for i, rs in faults.items() if rs}
-    df = table.to_pandas()
     duplicated = (df.duplicated(keep="first") & (df["event_type"] == "trade")).to_numpy()
     for i in duplicated.nonzero()[0].tolist():
         faults.setdefault(i, []).append(DUPLICATE)
@@ -366,7 +366,10 @@ def validate_dataset(
         partition = f"{path.parent.name.removeprefix('date=')}_{path.stem}"  # no "/" in a GX key
         reasons, critical = validator.run(TICKS, as_batch(df), run_name=partition)
         report.critical += [f"{path}: {c}" for c in critical]
-        reasons = _row_faults(reasons, table)
+        # exact: every column of the file, the optional ones (recv_ts) included (base_price is the
+        # stock-day's, the same on every row)
+        optional = table.select([f.name for f in TICK_OPTIONAL_FIELDS if f.name in table.column_names])
+        reasons = _row_faults(reasons, pd.concat([df, optional.to_pandas()], axis=1))
         duplicates = [i for i, rs in reasons.items() if DUPLICATE in rs]
         _sequence_findings(report, df, duplicates, f"{path.parent.name}/{path.name}")
         bad = sorted(reasons)

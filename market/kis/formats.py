@@ -167,6 +167,8 @@ USED: dict[str, tuple[str, ...]] = {
     PROGRAM: ("MKSC_SHRN_ISCD", "STCK_CNTG_HOUR", "NTBY_CNQN"),
     MARKET_OP: ("MKSC_SHRN_ISCD", "TRHT_YN", "VI_CLS_CODE"),
 }
+# The fewest fields a record may have: up to the last field vicap uses.
+MIN_WIDTH = {tr_id: max(FIELDS[tr_id].index(name) for name in used) + 1 for tr_id, used in USED.items()}
 # Fields read where a record has them, empty where it was cut before them.
 OPTIONAL: dict[str, tuple[str, ...]] = {
     TRADES: ("VI_STND_PRC",),  # 정적VI발동기준가: a single-price print resets it to its price
@@ -232,10 +234,10 @@ def record_width(tr_id: str, count: int, n_values: int) -> int:
             f"({len(names)} fields per record documented)"
         )
     width = n_values // count
-    missing = [name for name in USED[tr_id] if names.index(name) >= width]
-    if missing:
+    if width < MIN_WIDTH[tr_id]:
+        missing = next(name for name in USED[tr_id] if names.index(name) >= width)
         raise FrameError(
-            f"{tr_id} record of {width} fields lacks {missing[0]} (field {names.index(missing[0]) + 1} "
+            f"{tr_id} record of {width} fields lacks {missing} (field {names.index(missing) + 1} "
             f"of {len(names)})"
         )
     return width
@@ -337,7 +339,7 @@ def _parse_block(frames: pa.Array) -> FrameBatch:
     claimed = np.zeros(len(frames), dtype=bool)  # the rest go one by one, for their reason
     for tr_id in FIELDS:
         mine = plain & (counts > 0) & pc.equal(tr_ids, tr_id).to_numpy(zero_copy_only=False)
-        mine &= (np.diff(offsets) == widths * counts) & (widths >= _min_width(tr_id))
+        mine &= (np.diff(offsets) == widths * counts) & (widths >= MIN_WIDTH[tr_id])
         claimed |= mine
         rows = np.flatnonzero(mine)
         if not len(rows):
@@ -361,12 +363,6 @@ def _parse_block(frames: pa.Array) -> FrameBatch:
         else:  # not reached: a data frame the kernels refused is refused here too
             raise AssertionError(f"frame {i} parsed one by one but not in bulk")
     return batch
-
-
-def _min_width(tr_id: str) -> int:
-    """The fewest fields a record may have: up to the last field vicap uses."""
-    names = FIELDS[tr_id]
-    return max(names.index(name) for name in USED[tr_id]) + 1
 
 
 def _records(

@@ -393,7 +393,7 @@ def ingest(
         raise IngestError(f"{names}: no tick row could be read ({report.rows_quarantined} quarantined)")
     df = _name_stocks(pd.concat(ticks, ignore_index=True), given, mappings)
     df = _complete(df, len(used) > 1, report)
-    inst = _instruments(df, instruments)
+    inst = _instruments(df, instruments, given)
     report.stock_days, _ = write_ticks(df, out)
     pq.write_table(inst, out / "instruments.parquet")
     if events:
@@ -483,10 +483,12 @@ def to_vendor_layout(ticks: pd.DataFrame, mapping: Mapping, instrument: dict) ->
     return out
 
 
-def _instruments(df: pd.DataFrame, given: Path | None) -> pa.Table:
-    if given is not None and given.suffix.lower() != ".csv":
-        return read_instruments(given)
-    stock_list = read_stock_list(given) if given is not None else None
+def _instruments(df: pd.DataFrame, path: Path | None, given: pd.DataFrame | None) -> pa.Table:
+    """instruments.parquet: as ``--instruments`` gave it, or derived per stock-day (membership
+    from a given stock list, else from the layout's columns)."""
+    if path is not None and path.suffix.lower() != ".csv":
+        return pa.Table.from_pandas(given, schema=INSTRUMENT_SCHEMA, preserve_index=False)
+    members = given.set_index("stock_code") if given is not None else None
     rows = []
     day = df["timestamp"].dt.date
     for code, g in df.groupby("stock_code"):
@@ -503,11 +505,7 @@ def _instruments(df: pd.DataFrame, given: Path | None) -> pa.Table:
                     f"stock {code} on {d}: no 기준가 (map `base_price:`) and no previous day "
                     f"to take it from; pass --instruments instruments.parquet"
                 )
-            member = (
-                stock_list.set_index("stock_code").loc[code]
-                if stock_list is not None and code in set(stock_list["stock_code"])
-                else first
-            )
+            member = members.loc[code] if members is not None and code in members.index else first
             rows.append(
                 {
                     "date": d,
