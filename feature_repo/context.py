@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from feature_repo.features import feature_specs
 from market import krx
-from market.krx.dataset import connect, ticks_glob
+from market.krx.dataset import connect, ticks_source
 
 CONTEXT_DAYS = 20
 VI_HISTORY_DAYS = 60
@@ -49,14 +49,14 @@ DAILY_BARS_SQL = """
 SELECT stock_code, CAST(timestamp AS DATE) AS day,
        arg_max(price, timestamp) AS close, max(price) AS high, min(price) AS low,
        sum(volume) AS volume, sum(CAST(price AS DOUBLE) * volume) AS value
-FROM read_parquet('{glob}', union_by_name = true)
+FROM {ticks}
 WHERE event_type = 'trade'
 GROUP BY ALL
 """
 
 
 def daily_bars(ticks_root: Path) -> pd.DataFrame:
-    bars = connect().sql(DAILY_BARS_SQL.format(glob=ticks_glob(ticks_root))).df()
+    bars = connect().sql(DAILY_BARS_SQL.format(ticks=ticks_source(ticks_root))).df()
     return bars.assign(day=pd.to_datetime(bars["day"]).dt.date)
 
 

@@ -17,14 +17,14 @@ import pandas as pd
 import pyarrow as pa
 
 from market import krx
-from market.krx.dataset import connect, ticks_glob
+from market.krx.dataset import connect, ticks_source
 
 HORIZONS_S = (10, 30, 60, 300)
 MAE_HORIZONS_S = (60, 300)
 
 _PRICES_SQL = """
 WITH trades AS (
-    SELECT stock_code, timestamp, price FROM read_parquet('{glob}', union_by_name = true)
+    SELECT stock_code, timestamp, price FROM {ticks}
     WHERE event_type = 'trade' AND stock_code IN (SELECT DISTINCT stock_code FROM targets)
 ),
 priced AS (
@@ -57,7 +57,7 @@ def _prices(ticks_root: Path, decisions: pd.DataFrame) -> pd.DataFrame:
     targets["target_ts"] = targets["decision_ts"] + pd.to_timedelta(targets["horizon_s"], unit="s")
     con = connect()
     con.register("targets", targets)
-    return con.sql(_PRICES_SQL.format(glob=ticks_glob(ticks_root), mae=tuple(MAE_HORIZONS_S))).df()
+    return con.sql(_PRICES_SQL.format(ticks=ticks_source(ticks_root), mae=tuple(MAE_HORIZONS_S))).df()
 
 
 def label_rows(

@@ -1,63 +1,87 @@
 """Run the Great Expectations suites over a tick dataset, one partition file at a time (pandas
-data source), move failing rows of row-level expectations to quarantine with the expectation's
-name as the reason, and build Data Docs.
+data source, partitions in parallel: processes or Ray tasks), and record the verdict beside the
+data without touching it (``market.krx.dataset``: the quarantine's rejected rows with their reason,
+``validation_summary.json``); then Data Docs and the readable report (``validation.report``).
 
-Nothing is lost: for every file, rows in = rows kept + rows quarantined, and the runner checks it.
-A critical expectation (schema, keys, sets) failing marks the run failed instead of quarantining.
+Nothing is lost: rows in = accepted + quarantined, counted from the files on disk afterwards (the
+accepted view that every later stage reads, the quarantine files, the raw files). A row that fails
+any row-level expectation, a null key or a value outside its set included, is quarantined with
+the expectation as its reason; a file that cannot be read or is not in the tick schema is set
+aside whole and makes the run fail. Gaps in cum_volume and rows out of time order are findings
+about the sequence: reported, and the rows around them kept.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
 
-from market import krx
 from market.events.panels import PANEL_COLUMNS
 from market.events.table import EVENT_SCHEMA
+from market.krx.clock import seoul_day_number
+from market.krx.dataset import (
+    EXCLUDED,
+    VERDICT_FILE,
+    clear_verdict,
+    connect,
+    partition_name,
+    quarantine_file,
+    tick_partitions,
+    ticks_source,
+)
 from market.krx.schema import (
-    EVENT_TYPES,
     EVENT_VI_TYPES,
     LOGGED_VI_TYPES,
-    SIDES,
     TICK_OPTIONAL_FIELDS,
     TICK_SCHEMA,
     VI_LOG_SCHEMA,
-    VI_TYPES,
     SchemaMismatch,
     check_table,
 )
-from market.krx.sessions import SESSIONS
+from market.parallel import TaskRunner
 from validation.expectations import (
+    KEYS,
     PANEL_EXPECTATIONS,
     ROW_EXPECTATIONS,
     SEQUENCE_RULES,
+    VALUE_EXPECTATIONS,
     ExpectValuesFinite,
     cum_volume_gaps,
     timestamps_non_decreasing,
 )
 
 DATA_SOURCE, TICKS, VI_LOG, EVENTS, WINDOWS = "vicap_pandas", "ticks", "vi_log", "events", "windows"
-COMPLETE = {"result_format": "COMPLETE", "exclude_unexpected_values": True}
-# expectations whose failure stops the run (the file is not what vicap reads); the row-level
-# rules of ROW_EXPECTATIONS quarantine their failing rows instead
-CRITICAL = {
-    "expect_table_columns_to_match_set",
-    "expect_column_values_to_not_be_null",
-    "expect_column_values_to_be_in_set",
+# every failing row's index (the quarantine's), but neither the failing values nor a pandas query
+# listing those rows again: each costs a pass over the batch per expectation
+COMPLETE = {
+    "result_format": "COMPLETE",
+    "exclude_unexpected_values": True,
+    "return_unexpected_index_query": False,
 }
+# expectations about the table as a whole: their failure sets the partition aside and fails the
+# run; every other expectation's failing rows go to quarantine
+CRITICAL = {"expect_table_columns_to_match_set"}
 # failures of these are findings about the sequence, reported, never a row's quarantine
 SEQUENCE = {f"expect_krx_{name}" for name in SEQUENCE_RULES}
 DUPLICATE = "exact duplicate of an earlier trade"
@@ -67,19 +91,10 @@ def tick_suite() -> gx.ExpectationSuite:
     exps: list = [
         gxe.ExpectTableColumnsToMatchSet(column_set=[*TICK_SCHEMA.names, "base_price"], exact_match=True)
     ]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in KEYS]
     exps += [
-        gxe.ExpectColumnValuesToNotBeNull(column=c)
-        for c in ("timestamp", "stock_code", "event_type", "price")
+        cls(column_list=cols) for cls, cols in (*VALUE_EXPECTATIONS.values(), *ROW_EXPECTATIONS.values())
     ]
-    exps += [
-        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
-        gxe.ExpectColumnValuesToBeInSet(column="side", value_set=sorted(SIDES.values())),
-        gxe.ExpectColumnValuesToBeInSet(column="vi_type", value_set=list(VI_TYPES)),
-        gxe.ExpectColumnValuesToBeInSet(column="session", value_set=list(SESSIONS)),
-        gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="cum_volume", min_value=0),
-    ]
-    exps += [cls(column_list=cols) for cls, cols in ROW_EXPECTATIONS.values()]
     return gx.ExpectationSuite(name=TICKS, expectations=exps)
 
 
@@ -177,13 +192,26 @@ def table_suite(name: str, keys: list[str], checks: list[ColumnCheck]) -> gx.Exp
     return gx.ExpectationSuite(name=name, expectations=exps)
 
 
-class Validator:
-    """A file data context under ``project_root`` with the vicap suites and checkpoints
-    (and any ``extra`` suites a later stage brings, by name)."""
+def _result_id(suite: str, run_name: str, run_time: dt.datetime) -> ValidationResultIdentifier:
+    """The key GX stores a validation result under (a whole-dataframe batch of our data source)."""
+    run_id = RunIdentifier(run_name=run_name, run_time=run_time)
+    return ValidationResultIdentifier(ExpectationSuiteIdentifier(suite), run_id, f"{DATA_SOURCE}-{suite}")
 
-    def __init__(self, project_root: Path, extra: dict[str, gx.ExpectationSuite] | None = None) -> None:
+
+class Validator:
+    """A file data context under ``project_root`` with the vicap suites and validation definitions (and any
+    ``extra`` suites a later stage brings, by name). ``setup=False`` opens a context a first
+    Validator set up, for the ticks checkpoint only: a worker process reads the configuration and
+    never writes it, so parallel workers do not race on its files."""
+
+    def __init__(
+        self, project_root: Path, extra: dict[str, gx.ExpectationSuite] | None = None, setup: bool = True
+    ) -> None:
         self.context = gx.get_context(mode="file", project_root_dir=str(project_root))
         ctx = self.context
+        if not setup:
+            self.definitions = {TICKS: ctx.validation_definitions.get(TICKS)}
+            return
         if ctx.variables.progress_bars is None or ctx.variables.progress_bars.get("globally"):
             ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
             ctx.variables.save()
@@ -191,7 +219,7 @@ class Validator:
             source = ctx.data_sources.get(DATA_SOURCE)
         except KeyError:
             source = ctx.data_sources.add_pandas(name=DATA_SOURCE)
-        self.checkpoints = {}
+        self.definitions = {}
         suites = (
             (TICKS, tick_suite()),
             (VI_LOG, vi_log_suite()),
@@ -209,190 +237,359 @@ class Validator:
             except KeyError:
                 batch = asset.add_batch_definition_whole_dataframe("partition")
             suite = ctx.suites.add_or_update(suite)
-            vd = ctx.validation_definitions.add_or_update(
+            self.definitions[name] = ctx.validation_definitions.add_or_update(
                 gx.ValidationDefinition(name=name, data=batch, suite=suite)
-            )
-            self.checkpoints[name] = ctx.checkpoints.add_or_update(
-                gx.Checkpoint(name=name, validation_definitions=[vd], result_format=COMPLETE)
             )
 
     def run(
-        self, name: str, df: pd.DataFrame, run_name: str | None = None
+        self, name: str, df: pd.DataFrame, run_name: str | None = None, run_time: dt.datetime | None = None
     ) -> tuple[dict[int, list[str]], list[str]]:
         """(failing row index -> reasons, failed critical expectations) for one batch; ``run_name``
-        names its result in Data Docs (a tick partition: YYYY-MM-DD_<code>)."""
-        run_id = RunIdentifier(run_name=run_name) if run_name else None
-        result = self.checkpoints[name].run(batch_parameters={"dataframe": df}, run_id=run_id)
+        names its result in Data Docs (a tick partition: YYYY-MM-DD_<code>), ``run_time`` groups
+        the results of one validation there (default: now)."""
+        # the validation definition itself (a checkpoint around it would add only its own checks):
+        # it stores the result, which Data Docs then show
+        run_time = run_time or dt.datetime.now(dt.UTC)
+        run_id = RunIdentifier(run_name=run_name, run_time=run_time)
+        result = self.definitions[name].run(
+            batch_parameters={"dataframe": df}, result_format=COMPLETE, run_id=run_id
+        )
+        # a dataframe batch carries no asset name where Data Docs look for it ("Data asset: None")
+        result.meta["batch_spec"] = {**result.meta.get("batch_spec", {}), "data_asset_name": name}
+        self.context.validation_results_store.set(_result_id(name, run_name, run_time), result)
         reasons: dict[int, list[str]] = {}
         critical: list[str] = []
-        for suite_result in result.run_results.values():
-            for r in suite_result.results:
-                kind = r.expectation_config.type
-                info = r.exception_info or {}
-                raised = (
-                    info.get("raised_exception")
-                    if "raised_exception" in info
-                    else any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
-                )
-                if raised:
-                    raise RuntimeError(f"expectation {kind} could not run: {info}")
-                if r.success:
-                    continue
-                column = r.expectation_config.kwargs.get("column")
-                label = f"{kind}({column})" if column else kind
-                if kind in CRITICAL:
-                    critical.append(label)
-                    continue
-                for i in r.result.get("unexpected_index_list") or []:
-                    reasons.setdefault(i, []).append(label)
+        for r in result.results:
+            kind = r.expectation_config.type
+            info = r.exception_info or {}
+            raised = (
+                info.get("raised_exception")
+                if "raised_exception" in info
+                else any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+            )
+            if raised:
+                raise RuntimeError(f"expectation {kind} could not run: {info}")
+            if r.success:
+                continue
+            column = r.expectation_config.kwargs.get("column")
+            label = f"{kind}({column})" if column else kind
+            if kind in CRITICAL:
+                critical.append(label)
+                continue
+            for i in r.result.get("unexpected_index_list") or []:
+                reasons.setdefault(i, []).append(label)
         return reasons, critical
 
-    def build_docs(self) -> Path:
-        urls = self.context.build_data_docs()
+    def build_docs(self, results: list[ValidationResultIdentifier] | None = None) -> Path:
+        """Render ``results`` (default: every stored result) and the index; returns the index."""
+        urls = self.context.build_data_docs(resource_identifiers=results)
         return Path(next(iter(urls.values())).removeprefix("file://"))
 
 
 @dataclass
-class ValidationReport:
-    files: int = 0
-    unreadable_files: int = 0
-    rows_in: int = 0
-    rows_kept: int = 0
-    rows_quarantined: int = 0
-    reasons: Counter = field(default_factory=Counter)
+class PartitionVerdict:
+    """What validation found in one stock-day file (a row of ``validation_summary.json``)."""
+
+    partition: str  # date=YYYY-MM-DD/<code>.parquet
+    bytes: int  # the file's size when judged: a changed file is refused by the accepted view
+    status: str = "ok"  # ok | unreadable | schema_mismatch (both set aside whole)
+    rows: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    gaps: list[dict] = field(default_factory=list)  # stock_code, timestamp (ISO), missing_shares
+    out_of_order: int = 0
     critical: list[str] = field(default_factory=list)
+    gx_run: str | None = None  # the run name of its GX validation result (YYYY-MM-DD_<code>)
+
+    @property
+    def accepted(self) -> int:
+        return self.rows - self.quarantined
+
+
+@dataclass
+class ValidationReport:
+    partitions: list[PartitionVerdict] = field(default_factory=list)
+    vi_log_failures: list[str] = field(default_factory=list)
+    # rows in / accepted / quarantined as counted afterwards from the files on disk
+    on_disk: dict[str, int] = field(default_factory=dict)
     docs: Path | None = None
-    gaps: list[dict] = field(default_factory=list)  # partition, stock_code, timestamp, missing_shares
-    out_of_order: Counter = field(default_factory=Counter)  # partition -> rows before their predecessor
+    html: Path | None = None
+
+    @property
+    def files(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def unreadable_files(self) -> int:
+        return sum(p.status == "unreadable" for p in self.partitions)
+
+    @property
+    def rows_in(self) -> int:
+        return sum(p.rows for p in self.partitions)
+
+    @property
+    def rows_accepted(self) -> int:
+        return sum(p.accepted for p in self.partitions)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(p.quarantined for p in self.partitions)
+
+    @property
+    def reasons(self) -> Counter:
+        return sum((Counter(p.reasons) for p in self.partitions), Counter())
+
+    @property
+    def critical(self) -> list[str]:
+        return [c for p in self.partitions for c in p.critical] + self.vi_log_failures
+
+    @property
+    def gaps(self) -> list[dict]:
+        return [{"partition": p.partition, **g} for p in self.partitions for g in p.gaps]
 
     @property
     def gapped(self) -> list[str]:
         """Partitions with a gap in cum_volume (dropped trades in the feed)."""
-        return sorted({g["partition"] for g in self.gaps})
+        return [p.partition for p in self.partitions if p.gaps]
+
+    @property
+    def out_of_order(self) -> dict[str, int]:
+        return {p.partition: p.out_of_order for p in self.partitions if p.out_of_order}
+
+    @property
+    def balanced(self) -> bool:
+        """Rows in = accepted + quarantined, on disk, and the same as the verdict says."""
+        d = self.on_disk
+        return d.get("rows_in") == d.get("accepted", 0) + d.get("quarantined", 0) and (
+            d.get("rows_in"),
+            d.get("accepted"),
+            d.get("quarantined"),
+        ) == (self.rows_in, self.rows_accepted, self.rows_quarantined)
 
     @property
     def ok(self) -> bool:
-        return not self.critical and self.rows_in == self.rows_kept + self.rows_quarantined
+        return not self.critical and self.balanced
+
+    def summary(self) -> dict:
+        """``validation_summary.json``: the same bytes for the same data, run after run."""
+        return {
+            "rows_in": self.rows_in,
+            "rows_accepted": self.rows_accepted,
+            "rows_quarantined": self.rows_quarantined,
+            "reasons": dict(sorted(self.reasons.items())),
+            "gapped": self.gapped,
+            "vi_log_failures": self.vi_log_failures,
+            "partitions": {p.partition: asdict(p) for p in self.partitions},
+        }
 
 
-def _quarantine(rows: pa.Table, reasons: list[str], target: Path) -> None:
-    """Append rejected rows with their reason; an earlier run's quarantine of the file stays."""
-    rejected = rows.append_column("reason", pa.array(reasons, pa.string()))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        rejected = pa.concat_tables([pq.read_table(target), rejected], promote_options="permissive")
-    pq.write_table(rejected, target)
-
-
-def _base_prices(root: Path) -> pd.DataFrame:
-    inst = pq.read_table(
-        root / "instruments.parquet", columns=["date", "stock_code", "base_price"]
-    ).to_pandas()
-    return inst.rename(columns={"date": "day"})
+def _base_prices(root: Path) -> dict[tuple[str, str], int]:
+    """(YYYY-MM-DD, stock_code) -> the stock-day's base price (기준가)."""
+    inst = pq.read_table(root / "instruments.parquet", columns=["date", "stock_code", "base_price"])
+    return {
+        (str(d), c): b
+        for d, c, b in zip(*(inst[c].to_pylist() for c in ("date", "stock_code", "base_price")), strict=True)
+    }
 
 
 CATEGORICAL = ("stock_code", "stock_name", "market", "event_type", "vi_type", "vi_reason", "session")
 
 
-def as_batch(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame GX validates: GX copies the whole batch for each metric, and copies of a
-    consolidated frame with categorical labels cost a fraction of object-string ones (bench/validation)."""
-    df = df.astype({c: "category" for c in CATEGORICAL if c in df.columns})
-    return df.copy()  # consolidates the blocks once
+def missing_values(table: pa.Table) -> dict[int, list[str]]:
+    """Rows with a null where the tick schema requires a value, outside the keys (those fail GX's
+    not-null expectations): read from the file's null counts, so a clean file costs nothing."""
+    rows: dict[int, list[str]] = {}
+    for name in table.column_names:
+        if name in KEYS or not table[name].null_count or name not in TICK_SCHEMA.names:
+            continue
+        for i in np.flatnonzero(table[name].is_null().to_numpy(zero_copy_only=False)).tolist():
+            rows.setdefault(i, []).append(f"missing {name} (the tick schema requires it)")
+    return rows
 
 
-def _row_faults(reasons: dict[int, list[str]], df: pd.DataFrame) -> dict[int, list[str]]:
+def _row_faults(reasons: dict[int, list[str]], table: pa.Table) -> dict[int, list[str]]:
     """The rows to quarantine: a fault of their own (sequence findings dropped), or a trade that
-    exactly repeats an earlier one in every column of the file, cum_volume included: a resend that
-    would count twice (one copy kept). A repeated book or indicative snapshot is a state seen
-    again, not a fault."""
+    exactly repeats an earlier one in every column of the file (cum_volume and recv_ts included):
+    a resend that would count twice (one copy kept). A repeated book or indicative snapshot is a
+    state seen again, not a fault."""
     faults = {i: [r for r in rs if r not in SEQUENCE] for i, rs in reasons.items()}
     faults = {i: rs for i, rs in faults.items() if rs}
-    duplicated = (df.duplicated(keep="first") & (df["event_type"] == "trade")).to_numpy()
-    for i in duplicated.nonzero()[0].tolist():
+    is_trade = pc.equal(table["event_type"], "trade").to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(is_trade)
+    trades = table.take(rows).to_pandas()
+    for i in rows[trades.duplicated(keep="first").to_numpy()].tolist():
         faults.setdefault(i, []).append(DUPLICATE)
     return faults
 
 
-def _sequence_findings(
-    report: ValidationReport, df: pd.DataFrame, duplicates: list[int], partition: str
-) -> None:
+def _sequence_findings(verdict: PartitionVerdict, df: pd.DataFrame, duplicates: list[int]) -> None:
     """Gaps in cum_volume and rows out of time order in the feed as recorded, resends aside (a
     row quarantined for a fault of its own still traded: its shares are no gap)."""
-    kept = df.drop(index=duplicates)
-    report.gaps += [{"partition": partition, **g} for g in cum_volume_gaps(kept).to_dict("records")]
-    late = int((~timestamps_non_decreasing(kept)).sum())
-    if late:
-        report.out_of_order[partition] = late
+    kept = df[["stock_code", "event_type", "timestamp", "volume", "cum_volume"]]
+    kept = kept.drop(index=duplicates) if duplicates else kept
+    gaps = cum_volume_gaps(kept)
+    gaps["timestamp"] = gaps["timestamp"].map(pd.Timestamp.isoformat)
+    verdict.gaps = gaps.to_dict("records")
+    verdict.out_of_order = int((~timestamps_non_decreasing(kept)).sum())
+
+
+def _quarantine(root: Path, verdict: PartitionVerdict, table: pa.Table, rows: dict[int, list[str]]) -> None:
+    """Write the partition's rejected rows with their row number in the raw file and reason."""
+    order = sorted(rows)
+    verdict.quarantined = len(order)
+    verdict.reasons = dict(sorted(Counter(r for i in order for r in rows[i]).items()))
+    if not order:
+        return
+    rejected = table.take(pa.array(order, pa.int64()))
+    rejected = rejected.append_column("file_row_number", pa.array(order, pa.int64()))
+    rejected = rejected.append_column("partition", pa.array([verdict.partition] * len(order), pa.string()))
+    rejected = rejected.append_column("reason", pa.array(["; ".join(rows[i]) for i in order], pa.string()))
+    target = quarantine_file(root, verdict.partition)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rejected, target)
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    root: str
+    path: str
+    reports_dir: str
+    base_price: int | None  # the stock-day's, from instruments.parquet
+    run_time: str  # the validate_dataset call's (ISO): its results' time in Data Docs, and its key
+
+
+# the context of the current validate_dataset call, by (reports_dir, run_time): set in the
+# calling process before its workers fork, so they start with it; a Ray worker opens its own
+_VALIDATORS: dict[tuple[str, str], Validator] = {}
+
+
+def _worker_validator(reports_dir: str, run_time: str) -> Validator:
+    if (reports_dir, run_time) not in _VALIDATORS:
+        _VALIDATORS.clear()
+        _VALIDATORS[(reports_dir, run_time)] = Validator(Path(reports_dir), setup=False)
+    return _VALIDATORS[(reports_dir, run_time)]
+
+
+def _batch(table: pa.Table, task: PartitionTask, day: str, code: str) -> pd.DataFrame:
+    """The frame GX validates: the tick columns (optional ones aside), labels as categoricals (GX
+    copies the whole batch for several metrics of each expectation, and categorical copies cost a
+    fraction of object strings), and the stock-day's base price on the rows of that stock-day
+    (another day's or stock's row has none: outside any limit check)."""
+    table = table.drop_columns([f.name for f in TICK_OPTIONAL_FIELDS if f.name in table.column_names])
+    encoded = [pc.dictionary_encode(table[c]) if c in CATEGORICAL else table[c] for c in table.column_names]
+    df = pa.table(encoded, names=table.column_names).to_pandas()
+    days = seoul_day_number(table["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False))
+    own = (days == (pd.Timestamp(day) - pd.Timestamp("1970-01-01")).days) & (df["stock_code"] == code)
+    df["base_price"] = np.where(own, np.nan if task.base_price is None else task.base_price, np.nan)
+    return df
+
+
+def validate_partition(task: PartitionTask) -> PartitionVerdict:
+    """Validate one stock-day file and write its quarantine; the raw file is only read."""
+    path, root = Path(task.path), Path(task.root)
+    verdict = PartitionVerdict(partition_name(path), path.stat().st_size)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:  # cut short or not Parquet: set aside, left as it is
+        verdict.status = "unreadable"
+        verdict.critical.append(f"{path}: unreadable Parquet ({exc}); set aside, not read")
+        return verdict
+    verdict.rows = table.num_rows
+    try:
+        # a null where the schema allows none is a row's fault: the not-null expectations take it
+        check_table(table, TICK_SCHEMA, optional=TICK_OPTIONAL_FIELDS, source=str(path), nulls=False)
+    except SchemaMismatch as exc:  # not a tick file vicap can read: the whole partition goes
+        verdict.status = "schema_mismatch"
+        verdict.critical.append(str(exc))
+        _quarantine(root, verdict, table, {i: ["schema mismatch"] for i in range(table.num_rows)})
+        return verdict
+    day, code = path.parent.name.removeprefix("date="), path.stem
+    verdict.gx_run = f"{day}_{code}"  # no "/" in a GX key
+    df = _batch(table, task, day, code)
+    validator = _worker_validator(task.reports_dir, task.run_time)
+    run_time = dt.datetime.fromisoformat(task.run_time)
+    reasons, critical = validator.run(TICKS, df, run_name=verdict.gx_run, run_time=run_time)
+    if critical:
+        verdict.status = "schema_mismatch"
+        verdict.critical += [f"{path}: {c}" for c in critical]
+        _quarantine(root, verdict, table, {i: critical for i in range(table.num_rows)})
+        return verdict
+    faults = _row_faults(reasons, table)
+    for i, missing in missing_values(table).items():
+        faults.setdefault(i, []).extend(missing)
+    _sequence_findings(verdict, df, [i for i, rs in faults.items() if DUPLICATE in rs])
+    _quarantine(root, verdict, table, faults)
+    return verdict
+
+
+def count_on_disk(root: Path, report: ValidationReport) -> dict[str, int]:
+    """Rows in (the raw files read), accepted (the view every later stage reads) and quarantined
+    (the quarantine files), each counted from the files themselves."""
+    read = [p.partition for p in report.partitions if p.status != "unreadable"]
+    rows_in = sum(pq.read_metadata(root / "ticks" / p).num_rows for p in read)
+    rejected = sorted((root / "quarantine" / "ticks").glob("date=*/*.parquet"))
+    quarantined = sum(pq.read_metadata(f).num_rows for f in rejected)
+    judged = [p for p in report.partitions if p.status not in EXCLUDED]
+    accepted = connect().execute(f"SELECT count(*) FROM {ticks_source(root)}").fetchone()[0] if judged else 0
+    return {"rows_in": rows_in, "accepted": int(accepted), "quarantined": quarantined}
+
+
+def _validate_vi_log(validator: Validator, path: Path, run_time: dt.datetime) -> list[str]:
+    """The exchange's VI log: derived by the exchange, so a failing row fails the run."""
+    if not path.exists():
+        return []
+    log = pq.read_table(path)
+    extra = [c for c in log.column_names if c not in VI_LOG_SCHEMA.names]
+    reasons, critical = validator.run(
+        VI_LOG, log.drop_columns(extra).to_pandas(), run_name=VI_LOG, run_time=run_time
+    )
+    return [f"{path}: {c}" for c in critical] + [
+        f"{path}: row {i}: {', '.join(r)}" for i, r in sorted(reasons.items())
+    ]
 
 
 def validate_dataset(
-    root: Path, reports_dir: Path, quarantine_dir: Path, on_file: Callable[[Path], None] | None = None
+    root: Path,
+    reports_dir: Path,
+    on_file: Callable[[PartitionVerdict], None] | None = None,
+    jobs: int = 1,
+    ray_address: str | None = None,
 ) -> ValidationReport:
-    """Validate every tick partition and the VI log of ``root``; quarantine failing rows."""
-    validator = Validator(reports_dir)
-    report = ValidationReport()
+    """Validate every tick partition (``jobs`` processes, or Ray tasks on ``ray_address``) and the
+    VI log of ``root``; write the verdict beside the data, Data Docs and the readable report under
+    ``reports_dir``. The raw files are never written."""
+    from validation.report import write_report
+
+    root, reports_dir = Path(root), Path(reports_dir)
+    validator = Validator(reports_dir)  # sets up the context (reports_dir/gx) the workers use
+    run_time = dt.datetime.now(dt.UTC)
+    run_at = run_time.isoformat()
+    _VALIDATORS.clear()
+    _VALIDATORS[(str(reports_dir), run_at)] = validator
+    clear_verdict(root)
     bases = _base_prices(root)
-    for path in sorted((root / "ticks").glob("date=*/*.parquet")):
-        report.files += 1
-        if on_file:
-            on_file(path)
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:  # cut short or not Parquet: keep the bytes aside
-            target = quarantine_dir / "ticks" / path.parent.name / f"{path.name}.unreadable"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            path.rename(target)
-            report.critical.append(f"{path}: unreadable Parquet ({exc}); moved to {target}")
-            report.unreadable_files += 1
-            continue
-        report.rows_in += table.num_rows
-        try:
-            check_table(table, TICK_SCHEMA, optional=TICK_OPTIONAL_FIELDS, source=str(path))
-        except SchemaMismatch as exc:  # not a tick file vicap can read: the whole partition goes
-            _quarantine(
-                table, [str(exc)] * table.num_rows, quarantine_dir / "ticks" / path.parent.name / path.name
-            )
-            path.unlink()
-            report.critical.append(str(exc))
-            report.rows_quarantined += table.num_rows
-            report.reasons.update({"schema mismatch": table.num_rows})
-            continue
-        df = table.drop_columns(
-            [f.name for f in TICK_OPTIONAL_FIELDS if f.name in table.column_names]
-        ).to_pandas()
-        df["day"] = krx.seoul_dates(df["timestamp"])
-        df = df.merge(bases, on=["day", "stock_code"], how="left").drop(columns="day")
-        partition = f"{path.parent.name.removeprefix('date=')}_{path.stem}"  # no "/" in a GX key
-        reasons, critical = validator.run(TICKS, as_batch(df), run_name=partition)
-        report.critical += [f"{path}: {c}" for c in critical]
-        # exact: every column of the file, the optional ones (recv_ts) included (base_price is the
-        # stock-day's, the same on every row)
-        optional = table.select([f.name for f in TICK_OPTIONAL_FIELDS if f.name in table.column_names])
-        reasons = _row_faults(reasons, pd.concat([df, optional.to_pandas()], axis=1))
-        duplicates = [i for i, rs in reasons.items() if DUPLICATE in rs]
-        _sequence_findings(report, df, duplicates, f"{path.parent.name}/{path.name}")
-        bad = sorted(reasons)
-        if bad:
-            target = quarantine_dir / "ticks" / path.parent.name / path.name
-            _quarantine(table.take(pa.array(bad, pa.int64())), ["; ".join(reasons[i]) for i in bad], target)
-            keep = sorted(set(range(len(df))) - set(bad))
-            if keep:
-                pq.write_table(table.take(pa.array(keep, pa.int64())), path)
-            else:  # every row failed: the partition now lives in quarantine only
-                path.unlink()
-            for i in bad:
-                report.reasons.update(reasons[i])
-        report.rows_quarantined += len(bad)
-        report.rows_kept += len(df) - len(bad)
-    log_path = root / "vi_log.parquet"
-    if log_path.exists():
-        log = pq.read_table(log_path)
-        extra = [c for c in log.column_names if c not in VI_LOG_SCHEMA.names]
-        reasons, critical = validator.run(VI_LOG, log.drop_columns(extra).to_pandas())
-        report.critical += [f"{log_path}: {c}" for c in critical]
-        report.critical += [f"{log_path}: row {i}: {', '.join(r)}" for i, r in sorted(reasons.items())]
-    report.docs = validator.build_docs()
+    tasks = [
+        PartitionTask(str(root), str(f), str(reports_dir), bases.get((f.parent.name[5:], f.stem)), run_at)
+        for f in tick_partitions(root)
+    ]
+    report = ValidationReport()
+    # a worker process costs seconds to start: not worth it for a partition or two
+    with TaskRunner(jobs if ray_address else min(jobs, len(tasks) // 2), ray_address) as runner:
+        verdicts = runner.map(validate_partition, tasks)  # the workers start on them now
+        report.vi_log_failures = _validate_vi_log(validator, root / "vi_log.parquet", run_time)
+        for verdict in verdicts:
+            report.partitions.append(verdict)
+            if on_file:
+                on_file(verdict)
+    text = json.dumps(report.summary(), indent=1, sort_keys=True, ensure_ascii=False)
+    (root / VERDICT_FILE).write_text(text + "\n", encoding="utf-8")
+    report.on_disk = count_on_disk(root, report)
+    # this run's pages and the index, not every earlier run's again
+    results = [_result_id(TICKS, p.gx_run, run_time) for p in report.partitions if p.gx_run]
+    if (root / "vi_log.parquet").exists():
+        results.append(_result_id(VI_LOG, VI_LOG, run_time))
+    report.docs = validator.build_docs(results)
+    report.html = write_report(report, root, reports_dir)
     return report
 
 
@@ -404,7 +601,7 @@ def validate_tables(
     validator = Validator(reports_dir, extra=suites)
     failed: list[str] = []
     for name, df in tables.items():
-        reasons, critical = validator.run(name, df)
+        reasons, critical = validator.run(name, df, run_name=name)
         failed += [f"{name}: {c}" for c in critical]
         counts = Counter(r for rs in reasons.values() for r in rs)
         failed += [f"{name}: {reason} fails on {n} rows" for reason, n in counts.items()]

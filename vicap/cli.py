@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -30,13 +31,16 @@ def generate(
     start: str = typer.Option("2024-01-02", help="first day (YYYY-MM-DD; the next session if a holiday)"),
     vi_intensity: str = typer.Option("normal", help="normal (~5 VIs per stock-year) or hot (many a day)"),
     jobs: int = typer.Option(0, help="parallel processes (0: one per core)"),
-    ray_address: str = typer.Option(None, help="run the stock-days as Ray tasks on this cluster"),
+    ray_address: str = typer.Option(
+        None,
+        help="Ray cluster to run the stock-days on ('local': a private one); default VICAP_RAY_ADDRESS",
+    ),
 ) -> None:
     """Generate a synthetic KRX market with emergent VI events (the embedded default data)."""
-    import os
-
     from vicap.generate_cmd import run_generate
+    from vicap.settings import get_settings
 
+    ray_address = ray_address or get_settings().ray_address
     run_generate(
         out, stocks, days, seed, _parse_date(start), vi_intensity, jobs or os.cpu_count() or 1, ray_address
     )
@@ -80,12 +84,21 @@ def ingest(
 @app.command()
 def validate(
     dataset: Path = typer.Argument(..., help="dataset root (ticks/, instruments.parquet[, vi_log.parquet])"),
+    jobs: int = typer.Option(0, help="parallel processes (0: one per core)"),
+    ray_address: str = typer.Option(
+        None,
+        help="Ray cluster to validate the partitions on ('local': a private one); default VICAP_RAY_ADDRESS",
+    ),
 ) -> None:
-    """Validate ticks and the VI log with Great Expectations; quarantine failing rows with the
-    expectation as reason; write Data Docs under data/reports/validation/. Exits 1 on a critical failure."""
+    """Validate ticks and the VI log with Great Expectations. The raw files are never written: the
+    verdict (rejected rows with their reason in quarantine/ticks/, validation_summary.json) lies
+    beside them and later stages read the accepted rows. Writes data/reports/validation/index.html
+    and Data Docs. Exits 1 when a file is unreadable or not in the tick schema, or counts do not add up."""
+    from vicap.settings import get_settings
     from vicap.validate_cmd import run_validate
 
-    raise typer.Exit(run_validate(dataset))
+    ray_address = ray_address or get_settings().ray_address
+    raise typer.Exit(run_validate(dataset, jobs or os.cpu_count() or 1, ray_address))
 
 
 @app.command()
@@ -156,16 +169,20 @@ app.add_typer(features_app, name="features")
 
 @features_app.command("build")
 def features_build(
-    dataset: Path = typer.Option(Path("data/raw"), help="tick dataset root (ticks/, instruments.parquet)"),
+    dataset: Path = typer.Option(
+        None, help="tick dataset root (ticks/, instruments.parquet); default: raw/ under VICAP_DATA_DIR"
+    ),
     events: Path = typer.Option(
-        Path("data/events/events.parquet"), help="events.parquet from `vicap events`"
+        None, help="events.parquet from `vicap events`; default: events/ under VICAP_DATA_DIR"
     ),
 ) -> None:
-    """Compute every decision's features and labels; write data/features/ and data/labels/; run
-    the feature suites (Great Expectations). Exits 1 when a suite fails."""
+    """Compute every decision's features and labels; write features/ and labels/ under the data
+    root; run the feature suites (Great Expectations). Exits 1 when a suite fails."""
     from vicap.features_cmd import run_build
+    from vicap.settings import get_settings
 
-    raise typer.Exit(run_build(dataset, events))
+    paths = get_settings().paths
+    raise typer.Exit(run_build(dataset or paths.raw, events or paths.events))
 
 
 @features_app.command("apply")

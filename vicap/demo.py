@@ -203,10 +203,13 @@ def run_demo(seed: int = 7) -> int:
     run_generate(raw, m["stocks"], m["days"], seed, m["start"], m["intensity"], os.cpu_count() or 1, None)
     console.rule("[bold]vicap demo[/]: market realism check")
     market_ok = run_market_check(raw) == 0
+    # before the main validation, so that data/reports/validation/index.html ends on data/raw
+    console.rule("[bold]vicap demo[/]: the busiest stock-day as a KIS real-time recording, ingested again")
+    kis_ok = run_kis_round_trip(raw, settings.paths.root / "demo" / "kis") == 0
     console.rule("[bold]vicap demo[/]: validation (Great Expectations)")
     from vicap.validate_cmd import run_validate
 
-    valid_ok = run_validate(raw) == 0
+    valid_ok = run_validate(raw, os.cpu_count() or 1) == 0
     console.rule("[bold]vicap demo[/]: VI events and 1-second panels")
     from vicap.events_cmd import run_events
 
@@ -215,8 +218,6 @@ def run_demo(seed: int = 7) -> int:
     from vicap.features_cmd import run_demo_features
 
     features_ok = run_demo_features(raw, settings) == 0
-    console.rule("[bold]vicap demo[/]: the busiest stock-day as a KIS real-time recording, ingested again")
-    kis_ok = run_kis_round_trip(raw, settings.paths.root / "demo" / "kis") == 0
     console.rule("[bold]vicap demo[/]: KRX rules")
     rules_ok = rules_self_check()
     console.rule("[bold]vicap demo[/]: one exchange session with a VI")

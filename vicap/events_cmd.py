@@ -10,7 +10,7 @@ from rich.table import Table
 
 from market.events.panels import write_panels
 from market.events.table import write_events
-from market.krx.dataset import SUMMARY_FILE, has_vi_flags
+from market.krx.dataset import SUMMARY_FILE, StaleVerdict, accepted_partitions, has_vi_flags, read_verdict
 from vicap.settings import get_settings
 
 console = Console()
@@ -24,6 +24,13 @@ def run_events(
             f"[red]{dataset}: needs ticks/ and instruments.parquet (see `vicap generate` / `vicap ingest`)[/]"
         )
         return 2
+    try:
+        accepted_partitions(dataset)  # refuses a verdict the files no longer match
+    except StaleVerdict as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    if read_verdict(dataset) is None:
+        console.print(f"[yellow]{dataset} is not validated: every row is read (`vicap validate` first)[/]")
     if use_flags and not has_vi_flags(dataset):
         console.print(
             f"{dataset} carries no VI flags (its {SUMMARY_FILE} says so): "

@@ -3,6 +3,7 @@ validation."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -119,4 +120,4 @@ def run_ingest(
     except IngestError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
-    return code or run_validate(out)
+    return code or run_validate(out, os.cpu_count() or 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from market.krx.dataset import connect, ticks_glob
+from market.krx.dataset import connect, ticks_source
 
 LEVELS = 10
 TRADE = "event_type = 'trade'"
@@ -174,9 +174,9 @@ def _panels(con: duckdb.DuckDBPyConnection, ticks: str, events: pa.Table, before
 def build_panels(
     ticks_root: Path, events: pa.Table, before_s: int = 30, after_s: int = 30, threads: int | None = None
 ) -> pa.Table:
-    """The 1-second panels of ``events`` (the events.parquet schema) over ``ticks_root/ticks``."""
-    source = f"read_parquet('{ticks_glob(ticks_root)}', file_row_number = true, union_by_name = true)"
-    return _panels(connect(threads), source, events, before_s, after_s)
+    """The 1-second panels of ``events`` (the events.parquet schema) over the accepted ticks of
+    ``ticks_root``."""
+    return _panels(connect(threads), ticks_source(ticks_root), events, before_s, after_s)
 
 
 def panels_from_ticks(ticks: pa.Table, events: pa.Table, before_s: int = 30, after_s: int = 30) -> pa.Table:

@@ -1,6 +1,12 @@
 """The tick dataset on disk (architecture.md's data contract): where a stock-day's tick file lives,
-how the importers write one, and DuckDB's view of them. Every producer (the synthetic market, the
-vendor and KIS importers) and every reader (events, panels, features) goes through here."""
+how the importers write one, and the accepted view of them. Every producer (the synthetic market,
+the vendor and KIS importers) and every reader (events, panels, features) goes through here.
+
+Raw tick files are never rewritten. Validation records its verdict beside them: each partition's
+rejected rows in ``quarantine/ticks/<partition>`` (with their ``file_row_number`` and ``reason``) and
+``validation_summary.json`` (each partition's size, rows and status). The accepted view is the raw
+rows less the rejected ones, less the partitions that could not be read at all; a dataset with no
+verdict is read whole, and one whose files changed after validation is refused."""
 
 from __future__ import annotations
 
@@ -22,6 +28,9 @@ from market.krx.schema import INSTRUMENT_SCHEMA, TICK_SCHEMA, SchemaMismatch, ch
 # instrument flags of index and futures membership (the 1% closing band of expiry days)
 MEMBERSHIP = ("kospi200", "kosdaq150", "futures_underlying")
 SUMMARY_FILE = "ingest_summary.json"
+VERDICT_FILE = "validation_summary.json"
+# a partition validation set aside whole (unreadable, or not in the tick schema): not in the view
+EXCLUDED = ("unreadable", "schema_mismatch")
 
 
 class IngestError(ValueError):
@@ -87,11 +96,94 @@ def ticks_glob(root: Path) -> str:
     return str(Path(root) / "ticks" / "*" / "*.parquet")
 
 
+def tick_partitions(root: Path) -> list[Path]:
+    """The stock-day tick files of a dataset root, in (date, code) order."""
+    return sorted((Path(root) / "ticks").glob("date=*/*.parquet"))
+
+
+def partition_name(path: Path) -> str:
+    """``date=YYYY-MM-DD/<code>.parquet``: a partition's key in the verdict and the quarantine."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def quarantine_file(root: Path, partition: str) -> Path:
+    return Path(root) / "quarantine" / "ticks" / partition
+
+
+class StaleVerdict(IngestError):
+    """The tick files changed after validation: the verdict no longer describes them."""
+
+
+def read_verdict(root: Path) -> dict | None:
+    """Validation's summary of a dataset (None: never validated, or the data was written anew)."""
+    path = Path(root) / VERDICT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def clear_verdict(root: Path) -> None:
+    """Forget validation's verdict: a producer is writing the dataset's tick files anew."""
+    (Path(root) / VERDICT_FILE).unlink(missing_ok=True)
+    quarantined = Path(root) / "quarantine" / "ticks"
+    if quarantined.exists():
+        for path in quarantined.glob("date=*/*.parquet"):
+            path.unlink()
+
+
+def accepted_partitions(root: Path) -> list[Path]:
+    """The partitions the accepted view reads: every one when the dataset has no verdict; those not
+    set aside whole when it has. Refuses (:class:`StaleVerdict`, naming the partition) a verdict
+    that no longer matches the files."""
+    files = tick_partitions(root)
+    verdict = read_verdict(root)
+    if verdict is None:
+        return files
+    judged = verdict["partitions"]
+    on_disk = {partition_name(f): f for f in files}
+    for name in sorted(on_disk.keys() ^ judged.keys()):
+        where = "is new" if name in on_disk else "is gone"
+        raise StaleVerdict(f"{Path(root) / 'ticks' / name} {where} since validation: run `vicap validate`")
+    for name, path in on_disk.items():
+        if path.stat().st_size != judged[name]["bytes"]:
+            raise StaleVerdict(f"{path} changed since validation: run `vicap validate`")
+    return [path for name, path in on_disk.items() if judged[name]["status"] not in EXCLUDED]
+
+
+def ticks_source(root: Path) -> str:
+    """A DuckDB FROM expression over the accepted tick rows of ``root``, each with its
+    ``file_row_number`` (its order in its stock-day)."""
+    files = accepted_partitions(root)
+    if not files:
+        raise IngestError(f"{Path(root) / 'ticks'}: no tick partitions to read")
+    everything = len(files) == len(tick_partitions(root))
+    listed = f"'{ticks_glob(root)}'" if everything else "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    ticks = f"read_parquet({listed}, file_row_number = true, union_by_name = true, hive_partitioning = false"
+    rejected = list((Path(root) / "quarantine" / "ticks").glob("date=*/*.parquet"))
+    if read_verdict(root) is None or not rejected:
+        return f"{ticks})"
+    return f"""(SELECT t.* EXCLUDE (filename) FROM {ticks}, filename = true) t
+        ANTI JOIN read_parquet('{Path(root) / "quarantine" / "ticks" / "*" / "*.parquet"}',
+                               union_by_name = true, hive_partitioning = false) q
+        ON q.partition = regexp_extract(t.filename, '[^/]+/[^/]+$')
+           AND q.file_row_number = t.file_row_number)"""
+
+
+def read_accepted(root: Path, path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One partition's accepted rows, in file order (``path`` from :func:`accepted_partitions`)."""
+    table = pq.read_table(path, columns=columns)
+    rejected = quarantine_file(root, partition_name(path))
+    if read_verdict(root) is None or not rejected.exists():
+        return table
+    rows = pq.read_table(rejected, columns=["file_row_number"])["file_row_number"]
+    keep = pc.invert(pc.is_in(pa.array(np.arange(table.num_rows)), value_set=rows.combine_chunks()))
+    return table.filter(keep)
+
+
 def write_ticks(
     data: pd.DataFrame | pa.Table, out: Path, extra: tuple[pa.Field, ...] = ()
 ) -> tuple[int, int]:
     """Write ``out/ticks/date=.../<code>.parquet``, each file in row order; returns (stock-days,
     rows)."""
+    clear_verdict(out)  # a verdict on earlier files says nothing of these
     schema = pa.schema([*TICK_SCHEMA, *extra])
     if isinstance(data, pd.DataFrame):
         data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)

@@ -109,9 +109,10 @@ def check_table(
     *,
     optional: tuple[pa.Field, ...] = (),
     source: str = "table",
+    nulls: bool = True,
 ) -> None:
     """Raise :class:`SchemaMismatch` naming the first missing, extra or mistyped column of ``table``
-    (from ``source``, a file name in messages), or a null in a non-nullable column."""
+    (from ``source``, a file name in messages), or (``nulls``) a null in a non-nullable column."""
     allowed = {f.name: f for f in (*schema, *optional)}
     for field in schema:
         if field.name not in table.column_names:
@@ -123,7 +124,7 @@ def check_table(
         got = table.schema.field(name).type
         if got != want.type:
             raise SchemaMismatch(f"{source}: column {name!r} has type {got}, expected {want.type}")
-        if not want.nullable and table.column(name).null_count:
+        if nulls and not want.nullable and table.column(name).null_count:
             raise SchemaMismatch(
                 f"{source}: column {name!r} has {table.column(name).null_count} nulls but may have none"
             )

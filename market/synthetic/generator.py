@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 
 from market import krx
 from market.exchange.engine import Exchange, ExchangeConfig, Instrument
-from market.krx.dataset import tick_file
+from market.krx.dataset import clear_verdict, tick_file
 from market.krx.flows import publication_times_us
 from market.krx.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, VI_LOG_SCHEMA
+from market.parallel import TaskRunner
 from market.synthetic import kernels as sk
 
 VI_LOG_SYNTHETIC_SCHEMA = pa.schema([*VI_LOG_SCHEMA, *SYNTHETIC_VI_LOG_FIELDS])
@@ -383,41 +384,6 @@ class GenerateSummary:
         return {key: (str(v) if isinstance(v, dt.date) else v) for key, v in asdict(self).items()}
 
 
-class _Runner:
-    """Maps run_stock_day over a day's tasks, in order: in process, in a process pool, or as Ray
-    tasks (``ray_address``: a cluster address, or "local" to start a private local instance)."""
-
-    def __init__(self, jobs: int, ray_address: str | None) -> None:
-        self._pool = self._ray = None
-        if ray_address:
-            import ray
-
-            self._ray = ray
-            self._owns_ray = ray_address == "local" and not ray.is_initialized()
-            if self._owns_ray:
-                ray.init(num_cpus=max(jobs, 1), include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-            self._remote = ray.remote(run_stock_day)
-        elif jobs > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(max_workers=jobs)
-
-    def map(self, tasks: list[StockDayTask]) -> Iterable[StockDayDone]:
-        if self._ray is not None:
-            return (self._ray.get(ref) for ref in [self._remote.remote(t) for t in tasks])
-        if self._pool is not None:
-            return self._pool.map(run_stock_day, tasks, chunksize=1)
-        return map(run_stock_day, tasks)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-        if self._ray is not None and self._owns_ray:
-            self._ray.shutdown()
-
-
 def generate(
     out: Path,
     stocks: int,
@@ -442,7 +408,8 @@ def generate(
     sessions = krx.next_trading_days(start, days)
     universe = make_universe(stocks, seed, sessions[0])
     base = [s.first_base_price for s in universe]
-    runner = _Runner(jobs, ray_address)
+    clear_verdict(out)  # a verdict on earlier files says nothing of these
+    runner = TaskRunner(jobs, ray_address)
     instruments, vi_logs = [], []
     n_ticks = n_orders = 0
     try:
@@ -457,7 +424,7 @@ def generate(
                 StockDayTask(str(out), s, day, base[i], plan, intensity, seed, d, i)
                 for i, s in enumerate(universe)
             ]
-            for done in runner.map(tasks):
+            for done in runner.map(run_stock_day, tasks):
                 base[done.stock_index] = done.close_price
                 vi_logs.append(done.vi_log)
                 n_ticks += done.n_ticks

@@ -18,7 +18,7 @@ from scipy import stats
 
 from market import krx
 from market.krx.checks import on_tick_grid, within_daily_limits
-from market.krx.dataset import connect, ticks_glob
+from market.krx.dataset import connect, ticks_source
 from market.krx.sessions import per_day
 
 RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
@@ -153,9 +153,7 @@ def post_release_returns(con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame) -
 def measure(root: Path) -> RealismResult:
     root = Path(root)
     con = connect()
-    con.execute(
-        f"CREATE VIEW ticks AS SELECT * FROM read_parquet('{ticks_glob(root)}', hive_partitioning=false)"
-    )
+    con.execute(f"CREATE VIEW ticks AS SELECT * EXCLUDE (file_row_number) FROM {ticks_source(root)}")
     instruments = pq.read_table(root / "instruments.parquet").to_pandas()
     con.register("instruments", instruments)
     vi_log = pq.read_table(root / "vi_log.parquet").to_pandas()

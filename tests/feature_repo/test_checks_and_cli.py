@@ -27,7 +27,7 @@ def test_a_broken_feature_table_fails_its_suite(built, tmp_path):
     labels.loc[3, "best_entry_s"] = 10  # no decision 10 s after the release
     tables["labels"] = pa.Table.from_pandas(labels, preserve_index=False)
     failed, docs = validate_features(tables, tmp_path / "reports")
-    assert "vi_event_features: expect_column_values_to_not_be_null(trig_direction)" in failed
+    assert "vi_event_features: expect_column_values_to_not_be_null(trig_direction) fails on 1 rows" in failed
     assert "vi_event_features: expect_krx_values_finite fails on 1 rows" in failed
     assert any("pre_buy_ratio_10s" in f for f in failed) and docs.exists()
     assert any(f.startswith("labels:") and "best_entry_s" in f for f in failed)

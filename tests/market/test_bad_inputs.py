@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from market.krx.dataset import accepted_partitions, connect, ticks_source
 from vicap.cli import app
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -65,7 +66,9 @@ def test_each_bad_file_is_quarantined_with_its_reason(name, tmp_path, data_dir):
     assert summary["reasons"] == at_ingest
     reasons = _quarantined(tmp_path / "out", "ticks")
     assert {r: reasons.count(r) for r in set(reasons)} == at_validation
-    kept = sum(pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "ticks").rglob("*.parquet"))
+    written = sum(pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "ticks").rglob("*.parquet"))
+    assert written == summary["rows_accepted"]  # validation rewrites nothing
+    kept = connect().execute(f"SELECT count(*) FROM {ticks_source(tmp_path / 'out')}").fetchone()[0]
     assert kept + len(reasons) + summary["rows_quarantined"] == rows_in  # nothing lost
     said = " ".join(output.split())
     assert ("1 row(s) out of time order (kept)" in said) == (name == "out_of_order.csv")
@@ -93,6 +96,6 @@ def test_a_truncated_partition_in_a_dataset_is_set_aside(tmp_path, data_dir):
     shutil.copy(BAD / "truncated.parquet", part.parent / "999998.parquet")
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "ds")])
     assert result.exit_code == 1 and "unreadable Parquet" in result.output
-    moved = tmp_path / "ds" / "quarantine" / "ticks" / part.parent.name / "999998.parquet.unreadable"
-    assert moved.read_bytes() == (BAD / "truncated.parquet").read_bytes()
-    assert part.exists()  # the readable partition is untouched
+    # left where it was, as it was, and out of what later stages read
+    assert (part.parent / "999998.parquet").read_bytes() == (BAD / "truncated.parquet").read_bytes()
+    assert accepted_partitions(tmp_path / "ds") == [part]

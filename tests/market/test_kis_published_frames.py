@@ -176,7 +176,7 @@ def test_a_recording_that_starts_mid_session_keeps_its_first_trade_through_valid
     """The first trade of every published day carries the day's ACML_VOL so far; three of them
     are mid-point prints (71,950 between 71,900 and 72,000), half a tick off the grid."""
     ingest_kis(PUBLISHED, tmp_path / "raw")
-    report = validate_dataset(tmp_path / "raw", tmp_path / "reports", tmp_path / "quarantine")
+    report = validate_dataset(tmp_path / "raw", tmp_path / "reports")
     assert report.ok and report.rows_quarantined == 0, report.reasons
 
 
