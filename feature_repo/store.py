@@ -1,27 +1,31 @@
-"""The Feast store as vicap opens it: the same objects and layout as ``feature_store.yaml``, over
-any data root, with the online store chosen by configuration (SQLite embedded, or Redis)."""
+"""The Feast store as vicap opens it: ``feature_store.yaml`` (or, for a Redis online store, its
+twin ``feature_store.redis.yaml``) read as Feast reads it, with the registry and the embedded
+online store under the data root of the settings and the Redis connection from
+``VICAP_ONLINE_STORE``. The YAML files are the one description of the store; the plain ``feast``
+command in ``feature_repo/`` reads the same files for the default data root."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas as pd
+import yaml
 from feast import FeatureStore, RepoConfig
 from feast.data_source import PushMode
-from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
 from feast.infra.online_stores.helpers import _mmh3, _redis_key, get_online_store_from_config
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.repo_config import RegistryConfig
 
 from feature_repo.build import FeatureRows, decision_table, event_table, sequence_table
 from feature_repo.definitions import DECISION_PUSH, EVENT_PUSH, REPO_DIR, SEQUENCE_PUSH, feast_objects
 
-PROJECT = "vicap"
+FEATURE_STORE_YAML = REPO_DIR / "feature_store.yaml"
+REDIS_YAML = REPO_DIR / "feature_store.redis.yaml"
 
 
 def shown_url(online_store: str) -> str:
@@ -33,14 +37,22 @@ def shown_url(online_store: str) -> str:
     return url._replace(netloc=f"{url.hostname}{port}").geturl()
 
 
+def _yaml(path: Path) -> dict:
+    """A feature_store YAML as Feast's own loader reads it (environment variables expanded)."""
+    return yaml.safe_load(os.path.expandvars(path.read_text(encoding="utf-8")))
+
+
 def online_store_config(
     online_store: str, feast_dir: Path
 ) -> SqliteOnlineStoreConfig | RedisOnlineStoreConfig:
-    """'sqlite' (embedded, under ``feast_dir``) or a Redis URL in Feast's connection-string terms:
-    ``redis://[user:password@]host:port[/db]``, ``rediss://`` for TLS, ``?cluster=true`` for a
-    Redis Cluster (its seed node). The password never reaches an error message."""
+    """The YAML's online store: 'sqlite' (embedded, under ``feast_dir``) or a Redis URL in Feast's
+    connection-string terms: ``redis://[user:password@]host:port[/db]``, ``rediss://`` for TLS,
+    ``?cluster=true`` for a Redis Cluster (its seed node). The password never reaches an error
+    message."""
     if online_store == "sqlite":
-        return SqliteOnlineStoreConfig(path=str(feast_dir / "online.db"))
+        return SqliteOnlineStoreConfig(
+            **_yaml(FEATURE_STORE_YAML)["online_store"] | {"path": str(feast_dir / "online.db")}
+        )
     url = urlparse(online_store)
     shown = shown_url(online_store)
     if url.scheme not in ("redis", "rediss") or not url.hostname:
@@ -59,8 +71,11 @@ def online_store_config(
             raise ValueError(f"VICAP_ONLINE_STORE={shown!r}: {key} may not hold a comma")
     options = [f"{k}={unquote(v)}" for k, v in params.items() if v is not None]
     return RedisOnlineStoreConfig(
-        connection_string=",".join([f"{url.hostname}:{url.port or 6379}", *options]),
-        redis_type="redis_cluster" if cluster else "redis",
+        **_yaml(REDIS_YAML)["online_store"]
+        | {
+            "connection_string": ",".join([f"{url.hostname}:{url.port or 6379}", *options]),
+            "redis_type": "redis_cluster" if cluster else "redis",
+        }
     )
 
 
@@ -68,18 +83,21 @@ def registry_path(feast_dir: Path) -> Path:
     return feast_dir / "registry.db"
 
 
-def open_store(feast_dir: Path, online_store: str = "sqlite", project: str = PROJECT) -> FeatureStore:
+def repo_config(feast_dir: Path, online_store: str = "sqlite", project: str | None = None) -> RepoConfig:
+    """``feature_store.yaml`` (its Redis twin for a Redis URL) with the registry and the embedded
+    online store under ``feast_dir``; ``project`` renames the project (a test's own keys in Redis)."""
+    raw = _yaml(FEATURE_STORE_YAML if online_store == "sqlite" else REDIS_YAML)
+    registry = raw["registry"] if isinstance(raw["registry"], dict) else {"path": raw["registry"]}
+    raw["registry"] = registry | {"path": str(registry_path(feast_dir))}
+    raw["online_store"] = online_store_config(online_store, feast_dir)
+    if project:
+        raw["project"] = project
+    return RepoConfig(**raw, repo_path=REPO_DIR)
+
+
+def open_store(feast_dir: Path, online_store: str = "sqlite", project: str | None = None) -> FeatureStore:
     feast_dir.mkdir(parents=True, exist_ok=True)
-    config = RepoConfig(
-        project=project,
-        provider="local",
-        registry=RegistryConfig(path=str(registry_path(feast_dir)), cache_ttl_seconds=60),
-        offline_store=DuckDBOfflineStoreConfig(),
-        online_store=online_store_config(online_store, feast_dir),
-        entity_key_serialization_version=3,
-        repo_path=REPO_DIR,
-    )
-    return FeatureStore(config=config)
+    return FeatureStore(config=repo_config(feast_dir, online_store, project))
 
 
 def apply(store: FeatureStore, features_dir: Path) -> list[str]:

@@ -67,15 +67,11 @@ class Settings(BaseSettings):
         return value
 
     require_redis: bool = Field(False, description="CI: a Redis test must run, not skip")
-    bind_host: str = Field("127.0.0.1", description="servers bind here unless told otherwise")
-    ray_address: str | None = Field(None, description="Ray cluster address; None runs locally")
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster for generate and validate when --ray-address is not given; None: processes",
+    )
     brokerage_rate: float = Field(DEFAULT_BROKERAGE_RATE, ge=0, lt=0.01, description="per side, fraction")
-    vi_inband_fill: bool = Field(True, description="in-band part of an aggressive order fills before a VI")
-    seed: int = Field(7, description="default random seed")
-    kis_app_key: SecretStr | None = None
-    kis_app_secret: SecretStr | None = None
-    kis_account: SecretStr | None = None
-    alert_webhook_url: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod

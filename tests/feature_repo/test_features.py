@@ -294,7 +294,7 @@ def test_time_of_day_features_follow_the_days_schedule():
     ):
         trigger = krx.at_seoul(day, dt.time(10, 30))
         info = F.VIHistory().info({**ev, "trigger_ts": trigger}, StockDay(day, "KOSPI", False, 10_000))
-        row = F._at_trigger(info)
+        row = F.at_trigger_row(info)
         opened = krx.at_seoul(day, dt.time.fromisoformat(open_clock))
         closing = krx.at_seoul(day, dt.time.fromisoformat(close_clock))
         assert row["trig_minutes_since_open"] == (trigger - opened) / 60e6

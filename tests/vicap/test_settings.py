@@ -13,9 +13,7 @@ def test_defaults_and_paths(monkeypatch, tmp_path):
     monkeypatch.delenv("VICAP_DATA_DIR", raising=False)
     s = Settings()
     assert (
-        s.data_dir == Path("data")
-        and s.bind_host == "127.0.0.1"
-        and s.online_store.get_secret_value() == "sqlite"
+        s.data_dir == Path("data") and s.online_store.get_secret_value() == "sqlite" and s.ray_address is None
     )
     assert s.paths.vi_log == tmp_path / "data" / "raw" / "vi_log.parquet"
     assert s.paths.tick_partition("2024-03-05") == tmp_path / "data" / "raw" / "ticks" / "date=2024-03-05"
@@ -37,11 +35,11 @@ def test_unknown_environment_key_is_an_error(monkeypatch):
 
 def test_unknown_dotenv_key_is_an_error(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("VICAP_SEED=3\nVICAP_ONLINE_STOR=redis://x\n")
+    (tmp_path / ".env").write_text("VICAP_BROKERAGE_RATE=0.0002\nVICAP_ONLINE_STOR=redis://x\n")
     with pytest.raises(ValidationError, match="vicap_online_stor"):
         Settings()
-    (tmp_path / ".env").write_text("VICAP_SEED=3\n")
-    assert Settings().seed == 3
+    (tmp_path / ".env").write_text("VICAP_BROKERAGE_RATE=0.0002\n")
+    assert Settings().brokerage_rate == 0.0002
 
 
 def test_bad_values_are_rejected(monkeypatch):
@@ -59,7 +57,33 @@ def test_bad_values_are_rejected(monkeypatch):
 
 
 def test_secrets_never_print(monkeypatch):
-    monkeypatch.setenv("VICAP_KIS_APP_SECRET", "very-secret-value")
+    monkeypatch.setenv("VICAP_ONLINE_STORE", "redis://vicap:very-secret-value@cache:6379/0")
     s = Settings()
     assert "very-secret-value" not in repr(s) and "very-secret-value" not in str(s.model_dump())
-    assert s.kis_app_secret.get_secret_value() == "very-secret-value"
+    assert s.online_store.get_secret_value().endswith("very-secret-value@cache:6379/0")
+
+
+def test_every_setting_is_read_by_vicap():
+    """A setting nothing reads is a promise the code does not keep (redis_url and require_redis
+    name the Redis the tests and benchmarks use)."""
+    import subprocess
+
+    for name in Settings.model_fields:
+        found = subprocess.run(
+            [
+                "grep",
+                "-rlw",
+                "--include=*.py",
+                name,
+                "market",
+                "validation",
+                "feature_repo",
+                "vicap",
+                "tests",
+                "bench",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        ).stdout.split()
+        assert [f for f in found if not f.endswith("vicap/settings.py")], f"{name}: read nowhere"
