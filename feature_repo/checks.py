@@ -24,12 +24,12 @@ SPECS = {
     "vi_decision_features": features.DECISION_FEATURES,
     "stock_context": STOCK_CONTEXT,
 }
-# a price moves at most ±30% a day (가격제한폭), so no return or excursion can pass 1.0
+# the prices of a return or an excursion lie within one day's limits (가격제한폭)
 LABEL_CHECKS = [
     ColumnCheck("decision_price", lo=1.0),
     ColumnCheck("round_trip_cost", lo=0.0, hi=0.02),
-    *(ColumnCheck(f"ret_{h}s", lo=-1.0, hi=1.0) for h in HORIZONS_S),
-    *(ColumnCheck(f"mae_{h}s", lo=0.0, hi=1.0) for h in MAE_HORIZONS_S),
+    *(ColumnCheck(f"ret_{h}s", lo=features.SAME_DAY[0], hi=features.SAME_DAY[1]) for h in HORIZONS_S),
+    *(ColumnCheck(f"mae_{h}s", lo=0.0, hi=features.SAME_DAY_UP[1]) for h in MAE_HORIZONS_S),
     ColumnCheck("best_entry_s", lo=0, hi=features.MAX_DECISION_OFFSET),
     ColumnCheck("best_entry_rebound_s", lo=0, hi=features.MAX_DECISION_OFFSET),
 ]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from feature_repo.features import feature_specs
+from feature_repo.features.spec import SAME_DAY_UP, VS_BASE, feature_specs
 from market import krx
 from market.krx.dataset import connect, ticks_source
 
@@ -36,8 +36,8 @@ STOCK_CONTEXT = feature_specs(
         ("ctx_vis_5d", "VIs in the last 5 sessions", False, 0.0),
         ("ctx_history_days", "sessions of history behind the row (of 60)", False, 0.0, 60.0),
         ("ctx_prev_close_log", "log of the previous close (기준가 without history)", False, 0.0),
-        ("ctx_prev_return", "previous session's close over its 기준가, minus 1", True, -0.35, 0.35),
-        ("ctx_prev_range", "previous session's (high - low) / close", True, 0.0, 1.0),
+        ("ctx_prev_return", "previous session's close over its 기준가, minus 1", True, *VS_BASE),
+        ("ctx_prev_range", "previous session's (high - low) / close", True, *SAME_DAY_UP),
         ("ctx_tick_size", "tick size at the previous close, KRW (호가단위 band)", False, 1.0),
         ("ctx_tick_bp", "tick size over the previous close, basis points", False, 0.0, 1000.0),
         ("ctx_kosdaq", "listed on KOSDAQ", False, 0.0, 1.0),

@@ -517,7 +517,8 @@ def validate_partition(task: PartitionTask) -> PartitionVerdict:
     faults = _row_faults(reasons, table)
     for i, missing in missing_values(table).items():
         faults.setdefault(i, []).extend(missing)
-    _sequence_findings(verdict, df, [i for i, rs in faults.items() if DUPLICATE in rs])
+    if any(r in SEQUENCE for rs in reasons.values() for r in rs):  # else no gap and nothing late
+        _sequence_findings(verdict, df, [i for i, rs in faults.items() if DUPLICATE in rs])
     _quarantine(root, verdict, table, faults)
     return verdict
 

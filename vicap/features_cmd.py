@@ -235,7 +235,7 @@ def feature_list_markdown() -> str:
             bounds = (
                 ""
                 if f.lo is None and f.hi is None
-                else f"[{f.lo if f.lo is not None else ''}, {f.hi if f.hi is not None else ''}]"
+                else f"[{'' if f.lo is None else f'{f.lo:.4g}'}, {'' if f.hi is None else f'{f.hi:.4g}'}]"
             )
             vendor = f"if mapped ({', '.join(sorted(f.needs))})" if f.needs else "yes"
             lines.append(

@@ -50,8 +50,12 @@ from feature_repo.features.spec import (
     MAX_DECISION_OFFSET,
     PANEL_BEFORE_S,
     RATIO01,
+    SAME_DAY,
+    SAME_DAY_DIR,
+    SAME_DAY_UP,
     SEQUENCE_LENGTH,
     US,
+    VS_BASE,
     Feature,
     feature_specs,
 )
@@ -59,9 +63,10 @@ from feature_repo.features.spec import (
 __all__ = [
     "AT_TRIGGER", "AUCTION", "DECISION_FEATURES", "DECISION_OFFSETS", "EOK", "EVENT_FEATURES", "FRACTION",
     "LIVE_FEED_LACKS", "MARKET_VI_WINDOW_S", "MAX_DECISION_OFFSET", "PANEL_BEFORE_S", "PANEL_INPUTS",
-    "POST_RELEASE", "PRE_TRIGGER", "RATIO01", "SEQUENCE_CHANNELS", "SEQUENCE_LENGTH", "US", "EventInfo",
-    "Feature", "VIHistory", "at_trigger_row", "auction_row", "decision_row", "decision_time_us", "event_row",
-    "feature_specs", "panel_arrays", "post_release_row", "pre_trigger_row", "release_price", "sequence_row",
+    "POST_RELEASE", "PRE_TRIGGER", "RATIO01", "SAME_DAY", "SAME_DAY_DIR", "SAME_DAY_UP",
+    "SEQUENCE_CHANNELS", "SEQUENCE_LENGTH", "US", "VS_BASE", "EventInfo", "Feature", "VIHistory",
+    "at_trigger_row", "auction_row", "decision_row", "decision_time_us", "event_row", "feature_specs",
+    "panel_arrays", "post_release_row", "pre_trigger_row", "release_price", "sequence_row",
 ]  # fmt: skip
 
 EVENT_FEATURES = PRE_TRIGGER + AT_TRIGGER + AUCTION

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from feature_repo.features.inputs import EventInfo
-from feature_repo.features.spec import RATIO01, US, feature_specs
+from feature_repo.features.spec import RATIO01, SAME_DAY, US, VS_BASE, feature_specs
 from market import krx
 
 AT_TRIGGER = feature_specs(
@@ -15,9 +15,9 @@ AT_TRIGGER = feature_specs(
         ("trig_dynamic", "the VI is dynamic (동적 VI)", False, *RATIO01),
         ("trig_both", "static and dynamic at once (all three 0: the type is unknown)", False, *RATIO01),
         ("trig_direction", "+1 up, -1 down", False, -1.0, 1.0),
-        ("trig_dev_static", "trigger price over the static reference, minus 1", False, -0.5, 0.5),
-        ("trig_dev_dynamic", "trigger price over the dynamic reference, minus 1", False, -0.5, 0.5),
-        ("trig_dev_base", "trigger price over the day's base price (기준가), minus 1", False, -0.35, 0.35),
+        ("trig_dev_static", "trigger price over the static reference, minus 1", False, *SAME_DAY),
+        ("trig_dev_dynamic", "trigger price over the dynamic reference, minus 1", False, *SAME_DAY),
+        ("trig_dev_base", "trigger price over the day's base price (기준가), minus 1", False, *VS_BASE),
         ("trig_dist_upper", "upper limit (상한가) over the trigger price, minus 1", False, 0.0),
         ("trig_dist_lower", "1 minus lower limit (하한가) over the trigger price", False, 0.0),
         ("trig_dist_limit_dir", "distance to the limit in the VI's direction", False, 0.0),
@@ -34,7 +34,7 @@ AT_TRIGGER = feature_specs(
         ("trig_market_vis_10m", "VIs triggered in any stock in the 10 minutes before", False, 0.0),
         ("trig_tick_bp", "tick size at the trigger price, basis points", False, 0.0, 1000.0),
         ("trig_price_log", "log of the trigger price", False, 0.0),
-        ("trig_static_ref_vs_base", "static reference over the base price, minus 1", False, -0.35, 0.35),
+        ("trig_static_ref_vs_base", "static reference over the base price, minus 1", False, *VS_BASE),
     ],
 )
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from feature_repo.features import calc
 from feature_repo.features.inputs import EventInfo
-from feature_repo.features.spec import FRACTION, RATIO01, US, feature_specs
+from feature_repo.features.spec import FRACTION, RATIO01, SAME_DAY, SAME_DAY_DIR, US, feature_specs
 
 # no program flow here: program net buy counts executions, and nothing executes in a call auction
 # (the uncross print falls in release second 0, so post_program_change holds it)
@@ -17,26 +17,31 @@ AUCTION = feature_specs(
     [
         # a VI still running at 15:20 is released by the closing call, up to ~15 min later
         ("auc_duration_s", "seconds from trigger to release", False, 0.0, 1200.0),
-        ("auc_price_vs_trigger", "auction price (단일가) over the trigger price, minus 1", False, -0.3, 0.3),
-        ("auc_price_dir", "auc_price_vs_trigger in the VI's direction", False, -0.3, 0.3),
-        ("auc_price_vs_static_ref", "auction price over the static reference, minus 1", False, -0.5, 0.5),
+        ("auc_price_vs_trigger", "auction price (단일가) over the trigger price, minus 1", False, *SAME_DAY),
+        ("auc_price_dir", "auc_price_vs_trigger in the VI's direction", False, *SAME_DAY_DIR),
+        ("auc_price_vs_static_ref", "auction price over the static reference, minus 1", False, *SAME_DAY),
         ("auc_volume_log", "log1p shares matched at the uncross", False, 0.0),
         ("auc_volume_vs_pre60", "log((uncross volume + 1) / (volume of the 60 s before the trigger + 1))"),
         (
             "auc_ind_first_vs_trigger",
             "first indicative price (예상체결가) over trigger, minus 1",
             True,
-            *FRACTION,
+            *SAME_DAY,
         ),
-        ("auc_ind_last_vs_trigger", "last indicative price over trigger, minus 1", True, *FRACTION),
-        ("auc_ind_max_vs_trigger", "highest indicative price over trigger, minus 1", True, *FRACTION),
-        ("auc_ind_min_vs_trigger", "lowest indicative price over trigger, minus 1", True, *FRACTION),
+        ("auc_ind_last_vs_trigger", "last indicative price over trigger, minus 1", True, *SAME_DAY),
+        ("auc_ind_max_vs_trigger", "highest indicative price over trigger, minus 1", True, *SAME_DAY),
+        ("auc_ind_min_vs_trigger", "lowest indicative price over trigger, minus 1", True, *SAME_DAY),
         ("auc_ind_slope_30s", "slope of indicative / trigger over the auction's last 30 s (per s)"),
         ("auc_ind_changes", "indicative price changes during the auction", False, 0.0),
-        ("auc_ind_drift_dir", "(last - first indicative) / trigger, in the VI's direction", False, *FRACTION),
+        (
+            "auc_ind_drift_dir",
+            "(last - first indicative) / trigger, in the VI's direction",
+            False,
+            *SAME_DAY_DIR,
+        ),
         ("auc_ind_volume_last_log", "log1p indicative volume (예상체결량) at the end", False, 0.0),
         ("auc_ind_volume_growth", "log((last + 1) / (first + 1)) indicative volume"),
-        ("auc_last_ind_vs_auction", "auction price over the last indicative price, minus 1", True, *FRACTION),
+        ("auc_last_ind_vs_auction", "auction price over the last indicative price, minus 1", True, *SAME_DAY),
         ("auc_imbalance_l1", "book imbalance, best level, at the auction's end", True, *FRACTION),
         ("auc_imbalance_l5", "book imbalance, 5 levels, at the auction's end", True, *FRACTION),
         ("auc_imbalance_l10", "book imbalance, 10 levels, at the auction's end", True, *FRACTION),

@@ -9,34 +9,42 @@ import numpy as np
 from feature_repo.features import calc
 from feature_repo.features.auction import release_price
 from feature_repo.features.inputs import EventInfo
-from feature_repo.features.spec import EOK, FRACTION, MAX_DECISION_OFFSET, RATIO01, feature_specs
+from feature_repo.features.spec import (
+    EOK,
+    FRACTION,
+    MAX_DECISION_OFFSET,
+    RATIO01,
+    SAME_DAY,
+    SAME_DAY_DIR,
+    SAME_DAY_UP,
+    feature_specs,
+)
 from market import krx
 
 POST_RELEASE = feature_specs(
     "post_release",
     [
         ("post_offset_s", "decision seconds after the release", False, 0.0, float(MAX_DECISION_OFFSET)),
-        ("post_ret", "close over the release price, minus 1", False, *FRACTION),
-        ("post_ret_dir", "post_ret in the VI's direction", False, *FRACTION),
-        ("post_ret_1s", "close over the close 1 s before, minus 1", False, *FRACTION),
-        ("post_ret_3s", "close over the close 3 s before, minus 1", False, *FRACTION),
+        ("post_ret", "close over the release price, minus 1", False, *SAME_DAY),
+        ("post_ret_dir", "post_ret in the VI's direction", False, *SAME_DAY_DIR),
+        ("post_ret_1s", "close over the close 1 s before, minus 1", False, *SAME_DAY),
+        ("post_ret_3s", "close over the close 3 s before, minus 1", False, *SAME_DAY),
         (
             "post_high_vs_release",
             "highest trade since the release over the release price, minus 1",
             False,
-            0.0,
-            1.0,
+            *SAME_DAY_UP,
         ),
         (
             "post_low_vs_release",
             "lowest trade since the release over the release price, minus 1",
             False,
-            -1.0,
+            SAME_DAY[0],
             0.0,
         ),
-        ("post_mfe_dir", "best excursion so far in the VI's direction", False, 0.0, 1.0),
-        ("post_mae_dir", "worst excursion so far against the VI's direction", False, 0.0, 1.0),
-        ("post_vwap_vs_release", "VWAP since the release over the release price, minus 1", False, *FRACTION),
+        ("post_mfe_dir", "best excursion so far in the VI's direction", False, *SAME_DAY_UP),
+        ("post_mae_dir", "worst excursion so far against the VI's direction", False, *SAME_DAY_UP),
+        ("post_vwap_vs_release", "VWAP since the release over the release price, minus 1", False, *SAME_DAY),
         ("post_volume_log", "log1p shares traded since the release", False, 0.0),
         (
             "post_volume_rate_vs_pre",

@@ -8,14 +8,19 @@ import numpy as np
 
 from feature_repo.features import calc
 from feature_repo.features.inputs import EventInfo
-from feature_repo.features.spec import EOK, FRACTION, PANEL_BEFORE_S, RATIO01, feature_specs
+from feature_repo.features.spec import EOK, FRACTION, PANEL_BEFORE_S, RATIO01, SAME_DAY, feature_specs
 from market import krx
 
 PRE_TRIGGER = feature_specs(
     "pre_trigger",
     [
         *(
-            (f"pre_ret_{w}s", f"trigger price over the close {w} s before the trigger second, minus 1")
+            (
+                f"pre_ret_{w}s",
+                f"trigger price over the close {w} s before the trigger second, minus 1",
+                False,
+                *SAME_DAY,
+            )
             for w in (5, 10, 30, 60, 120)
         ),
         ("pre_velocity_10s", "slope of log close over the last 10 s (per s)"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from market.krx import DAILY_LIMIT_RATE_PCT
+
 PANEL_BEFORE_S = 120  # the pre-trigger look-back of every panel the features read
 MAX_DECISION_OFFSET = 9  # decisions at 0..9 s after the release
 DECISION_OFFSETS = tuple(range(MAX_DECISION_OFFSET + 1))
@@ -51,5 +53,16 @@ def feature_specs(group: str, rows: list[tuple]) -> list[Feature]:
     return [Feature(name, group, doc, *rest) for name, doc, *rest in rows]
 
 
-FRACTION = (-1.0, 1.0)
+FRACTION = (-1.0, 1.0)  # imbalances and shares: -1..1 by their definition
 RATIO01 = (0.0, 1.0)
+
+# Ranges of price ratios from the daily limits (가격제한폭), not guesses: every price of a day lies
+# within base x (1 -/+ 30%), so one of them over another, minus 1, lies within SAME_DAY (a sweep
+# through a thin book may carry an auction price 31% past its trigger, and still be in range).
+# Each bound is widened by a float rounding's worth: 700 / 1000 - 1 is -0.30000000000000004.
+_LIMIT, _ROUNDING = DAILY_LIMIT_RATE_PCT / 100, 1e-9
+VS_BASE = (-_LIMIT - _ROUNDING, _LIMIT + _ROUNDING)  # a price of the day over its base (기준가), minus 1
+_LOW, _HIGH = (1 - _LIMIT) / (1 + _LIMIT) - 1, (1 + _LIMIT) / (1 - _LIMIT) - 1
+SAME_DAY = (_LOW - _ROUNDING, _HIGH + _ROUNDING)  # about -0.46 .. +0.86
+SAME_DAY_DIR = (-SAME_DAY[1], SAME_DAY[1])  # a SAME_DAY ratio signed in the VI's direction
+SAME_DAY_UP = (0.0, SAME_DAY[1])  # a move's size: a high over a price, or a range over a price

@@ -299,3 +299,40 @@ def test_time_of_day_features_follow_the_days_schedule():
         closing = krx.at_seoul(day, dt.time.fromisoformat(close_clock))
         assert row["trig_minutes_since_open"] == (trigger - opened) / 60e6
         assert row["trig_minutes_to_close"] == (closing - trigger) / 60e6
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.integers(1_000, 2_000_000),
+    market=st.sampled_from(["KOSPI", "KOSDAQ"]),
+    a=st.floats(0, 1),
+    b=st.floats(0, 1),
+)
+def test_price_ratio_ranges_follow_from_the_daily_limits(base, market, a, b):
+    """Any two prices of a day, each within its limits (가격제한폭): their ratio lies in SAME_DAY
+    whichever way round, each over the base in VS_BASE; a sweep from the lower to the upper limit
+    (+85%) is in range, where the old guess of ±30% for the auction price was not."""
+    day = dt.date(2024, 3, 4)
+    base = krx.floor_to_tick(base, market, day)
+    lower, upper = krx.price_limits(base, market, day)
+    p, q = lower + a * (upper - lower), lower + b * (upper - lower)
+    assert F.SAME_DAY[0] <= p / q - 1 <= F.SAME_DAY[1]
+    assert F.SAME_DAY_DIR[0] <= -(p / q - 1) <= F.SAME_DAY_DIR[1]
+    assert F.VS_BASE[0] <= p / base - 1 <= F.VS_BASE[1]
+    assert F.SAME_DAY_UP[0] <= (upper - lower) / upper <= F.SAME_DAY_UP[1]
+
+
+def test_price_ratio_features_carry_the_ranges_of_the_rules():
+    specs = {f.name: (f.lo, f.hi) for f in [*F.EVENT_FEATURES, *F.DECISION_FEATURES]}
+    for name in (
+        "auc_price_vs_trigger",
+        "trig_dev_static",
+        "post_ret",
+        "pre_ret_60s",
+        "auc_ind_last_vs_trigger",
+    ):
+        assert specs[name] == F.SAME_DAY, name
+    for name in ("auc_price_dir", "post_ret_dir", "auc_ind_drift_dir"):
+        assert specs[name] == F.SAME_DAY_DIR, name
+    assert specs["trig_dev_base"] == F.VS_BASE and specs["post_mfe_dir"] == F.SAME_DAY_UP
+    assert F.SAME_DAY[1] > 0.31  # the auction price 31% above its trigger that failed the old suite
