@@ -40,7 +40,16 @@ def data_dir(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
-SYNTHETIC_ARGS = {"stocks": 6, "days": 3, "seed": 11, "start": dt.date(2024, 3, 4), "intensity": "hot"}
+# `edge="high"`: the pipeline tests replay particular events of this market (a VI the closing call
+# released, strong continuations); the default edge is tested on a market of its own
+SYNTHETIC_ARGS = {
+    "stocks": 6,
+    "days": 3,
+    "seed": 11,
+    "start": dt.date(2024, 3, 4),
+    "intensity": "hot",
+    "edge": "high",
+}
 
 
 @pytest.fixture(scope="session")

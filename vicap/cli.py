@@ -30,6 +30,11 @@ def generate(
     seed: int = typer.Option(7, help="random seed: same seed and arguments, byte-identical output"),
     start: str = typer.Option("2024-01-02", help="first day (YYYY-MM-DD; the next session if a holiday)"),
     vi_intensity: str = typer.Option("normal", help="normal (~5 VIs per stock-year) or hot (many a day)"),
+    edge: str = typer.Option(
+        "low",
+        help="how predictable a VI's aftermath is: low (no free lunch: the default) or high (a strong "
+        "signal for pipeline tests); synthetic results measure the pipeline, not the market",
+    ),
     jobs: int = typer.Option(0, help="parallel processes (0: one per core)"),
     ray_address: str = typer.Option(
         None,
@@ -41,9 +46,8 @@ def generate(
     from vicap.settings import get_settings
 
     ray_address = ray_address or get_settings().ray_address
-    run_generate(
-        out, stocks, days, seed, _parse_date(start), vi_intensity, jobs or os.cpu_count() or 1, ray_address
-    )
+    jobs = jobs or os.cpu_count() or 1
+    run_generate(out, stocks, days, seed, _parse_date(start), vi_intensity, jobs, ray_address, edge)
 
 
 @app.command("market-check")

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from market.synthetic.generator import INTENSITIES, generate
+from market.synthetic.generator import DEFAULT_EDGE, EDGES, INTENSITIES, generate
 
 console = Console()
 
@@ -31,9 +31,12 @@ def run_generate(
     intensity: str,
     jobs: int,
     ray_address: str | None,
+    edge: str = DEFAULT_EDGE,
 ) -> None:
     if intensity not in INTENSITIES:
         raise typer.BadParameter(f"--vi-intensity must be one of {', '.join(INTENSITIES)}, not {intensity!r}")
+    if edge not in EDGES:
+        raise typer.BadParameter(f"--edge must be one of {', '.join(EDGES)}, not {edge!r}")
     columns = (
         TextColumn("[bold]generating"),
         BarColumn(),
@@ -51,12 +54,15 @@ def run_generate(
             seen["vis"] += done.vi_log.num_rows
             progress.update(task, advance=1, vis=seen["vis"])
 
-        summary = generate(out, stocks, days, seed, start, intensity, jobs, ray_address, on_stock_day=tick)
+        summary = generate(
+            out, stocks, days, seed, start, intensity, jobs, ray_address, on_stock_day=tick, edge=edge
+        )
     table = Table(title=f"Synthetic KRX market written to {out}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
         ("stocks", summary.stocks),
+        ("edge (how predictable a VI's aftermath is)", summary.edge),
         ("trading days", f"{summary.days} ({summary.first_day} .. {summary.last_day})"),
         ("tick rows", f"{summary.ticks:,}"),
         ("order events", f"{summary.order_events:,}"),

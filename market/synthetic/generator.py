@@ -35,6 +35,35 @@ INTENSITIES = ("normal", "hot")
 EPISODES_PER_STOCK_DAY = {"normal": 0.025, "hot": 3.0}
 CAUSE_WEIGHTS = {"news": 0.35, "disclosure": 0.2, "program": 0.25, "panic": 0.2}
 
+
+@dataclass(frozen=True)
+class Edge:
+    """How predictable a VI's aftermath is: the synthetic market's named knob (`--edge`).
+
+    ``auction_pull`` and ``auction_reach`` set how much of the latent move a VI auction discovers:
+    how far toward the fair value the liquidity providers quote (0.35 is their pull in continuous
+    trading: the call then uncrosses short of it and the release walks the rest, in plain sight)
+    and how many ticks past the touch informed traders bid. ``drift`` scales the latent
+    continuation after a shock's jump (each cause's mean and spread) and ``drift_s`` bounds how
+    long it lasts. Synthetic results measure the pipeline, not the market: ``high`` is for
+    pipeline tests that need a strong signal."""
+
+    auction_pull: float
+    auction_reach: int
+    drift: float
+    drift_s: tuple[float, float]
+
+
+EDGES = {
+    # the default: the auction finds most of the fair value, a little drift is left, by cause
+    "low": Edge(auction_pull=1.0, auction_reach=100, drift=0.15, drift_s=(60.0, 300.0)),
+    # before issue 13: the release walks the rest of the jump and the drift runs for minutes
+    "high": Edge(
+        auction_pull=sk.ANCHOR_PULL, auction_reach=sk.INFORMED_REACH, drift=1.0, drift_s=(120.0, 900.0)
+    ),
+}
+DEFAULT_EDGE = "low"
+
 SECONDS_FROM_0830 = 7 * 3600 + 2 * 600  # 08:30 to 15:50: enough for a VI-extended close
 
 _SYLLABLES = (
@@ -164,8 +193,11 @@ def make_day_plan(day: dt.date, seed: int, day_index: int) -> DayPlan:
     return DayPlan(day=day, market_returns=returns, baskets=baskets)
 
 
-def make_episodes(spec: StockSpec, plan: DayPlan, intensity: str, rng: np.random.Generator) -> np.ndarray:
-    """The shock episodes of one stock-day, each with its cause and the traces it will leave."""
+def make_episodes(
+    spec: StockSpec, plan: DayPlan, intensity: str, edge: Edge, rng: np.random.Generator
+) -> np.ndarray:
+    """The shock episodes of one stock-day, each with its cause and the traces it will leave. The
+    edge scales only the continuation: every other draw is the same whatever the edge."""
     count = rng.poisson(EPISODES_PER_STOCK_DAY[intensity])
     causes = list(CAUSE_WEIGHTS)
     weights = np.array(list(CAUSE_WEIGHTS.values()))
@@ -183,8 +215,9 @@ def make_episodes(spec: StockSpec, plan: DayPlan, intensity: str, rng: np.random
             ep[sk.EP_JUMP] = rng.uniform(0.08, 0.2) if big else rng.uniform(0.06, 0.16)
             ep[sk.EP_JUMP_DUR] = rng.uniform(2, 20) if big else rng.uniform(5, 60)
             # informed flow tends to continue, with enough noise that it sometimes fades
-            ep[sk.EP_CONT] = rng.normal(0.03, 0.03) if big else rng.normal(0.02, 0.03)
-            ep[sk.EP_CONT_DUR] = rng.uniform(120, 900)
+            spread = 0.03 * np.sqrt(edge.drift)
+            ep[sk.EP_CONT] = rng.normal((0.03 if big else 0.02) * edge.drift, spread)
+            ep[sk.EP_CONT_DUR] = rng.uniform(*edge.drift_s)
             if rng.random() < (0.9 if big else 0.7):  # news is sometimes missed by the feed
                 ep[sk.EP_FLAG_T] = ep[sk.EP_T0] + (rng.uniform(-5, 2) if big else rng.uniform(-20, 5))
         elif cause == "program":
@@ -198,8 +231,8 @@ def make_episodes(spec: StockSpec, plan: DayPlan, intensity: str, rng: np.random
             ep[sk.EP_PRESSURE] = rng.uniform(3, 10) * np.sqrt(spec.activity)
             ep[sk.EP_PRESSURE_DUR] = rng.uniform(40, 180)
             # persistent program flow keeps pushing after the release; a spent one lets it revert
-            ep[sk.EP_CONT] = rng.uniform(0.01, 0.04) if ep[sk.EP_PERSIST] else 0.0
-            ep[sk.EP_CONT_DUR] = rng.uniform(120, 600)
+            ep[sk.EP_CONT] = rng.uniform(0.01, 0.04) * edge.drift if ep[sk.EP_PERSIST] else 0.0
+            ep[sk.EP_CONT_DUR] = rng.uniform(edge.drift_s[0], edge.drift_s[1] * 2 / 3)
         else:  # panic: retail dumps, the fair value barely moves, the price overshoots and reverts
             ep[sk.EP_DIR] = -1.0 if rng.random() < 0.9 else 1.0
             ep[sk.EP_JUMP] = rng.uniform(0.0, 0.02)
@@ -212,7 +245,9 @@ def make_episodes(spec: StockSpec, plan: DayPlan, intensity: str, rng: np.random
     return np.array(rows).reshape(-1, sk.EP_COLS)
 
 
-def stock_parameters(spec: StockSpec, day: dt.date, base_price: int, rng: np.random.Generator) -> np.ndarray:
+def stock_parameters(
+    spec: StockSpec, day: dt.date, base_price: int, edge: Edge, rng: np.random.Generator
+) -> np.ndarray:
     p = np.zeros(sk.P_COLS)
     p[sk.P_SIGMA] = spec.daily_vol / np.sqrt(6.5 * 3600)
     p[sk.P_BETA] = spec.beta
@@ -228,6 +263,8 @@ def stock_parameters(spec: StockSpec, day: dt.date, base_price: int, rng: np.ran
     p[sk.P_GAP] = rng.normal(0, 0.01)
     p[sk.P_VOL_OF_VOL] = 0.05
     p[sk.P_INFORMED_EDGE] = 0.004
+    p[sk.P_AUCTION_PULL] = edge.auction_pull
+    p[sk.P_AUCTION_REACH] = edge.auction_reach
     return p
 
 
@@ -254,10 +291,11 @@ def simulate_stock_day(
     seed: int,
     day_index: int,
     stock_index: int,
+    edge: str = DEFAULT_EDGE,
 ) -> StockDayResult:
     rng = np.random.default_rng([seed, day_index, stock_index])
-    episodes = make_episodes(spec, plan, intensity, rng)
-    params = stock_parameters(spec, day, base_price, rng)
+    episodes = make_episodes(spec, plan, intensity, EDGES[edge], rng)
+    params = stock_parameters(spec, day, base_price, EDGES[edge], rng)
     kernel_seed = int(rng.integers(0, 2**31 - 1))
     schedule = krx.session_schedule(day)
     t_start = krx.epoch_us(schedule.opening_auction_start)
@@ -330,6 +368,7 @@ class StockDayTask:
     seed: int
     day_index: int
     stock_index: int
+    edge: str = DEFAULT_EDGE
 
 
 @dataclass(frozen=True)
@@ -359,6 +398,7 @@ def run_stock_day(task: StockDayTask) -> StockDayDone:
         task.seed,
         task.day_index,
         task.stock_index,
+        task.edge,
     )
     write_parquet(result.ticks, tick_file(Path(task.out), task.day, task.spec.stock_code))
     return StockDayDone(
@@ -371,6 +411,7 @@ class GenerateSummary:
     stocks: int
     days: int
     intensity: str
+    edge: str
     first_day: dt.date
     last_day: dt.date
     ticks: int
@@ -394,13 +435,16 @@ def generate(
     jobs: int = 1,
     ray_address: str | None = None,
     on_stock_day: Callable[[StockDayDone], None] | None = None,
+    edge: str = DEFAULT_EDGE,
 ) -> GenerateSummary:
     """Write ``out/ticks/date=.../<code>.parquet``, ``out/instruments.parquet`` and
     ``out/vi_log.parquet`` (with the synthetic cause and latent drift) for ``stocks`` stocks over
     ``days`` XKRX sessions from ``start``. Stocks of one day run in parallel; each day's base
-    price is the previous close."""
+    price is the previous close. ``edge`` (:data:`EDGES`) sets how predictable a VI's aftermath is."""
     if intensity not in INTENSITIES:
         raise ValueError(f"unknown VI intensity {intensity!r}: expected one of {INTENSITIES}")
+    if edge not in EDGES:
+        raise ValueError(f"unknown edge {edge!r}: expected one of {tuple(EDGES)}")
     if stocks < 1 or days < 1:
         raise ValueError("stocks and days must be at least 1")
     t0 = time.perf_counter()
@@ -421,7 +465,7 @@ def generate(
                 for s, b in zip(universe, base, strict=True)
             ]
             tasks = [
-                StockDayTask(str(out), s, day, base[i], plan, intensity, seed, d, i)
+                StockDayTask(str(out), s, day, base[i], plan, intensity, seed, d, i, edge)
                 for i, s in enumerate(universe)
             ]
             for done in runner.map(run_stock_day, tasks):
@@ -445,6 +489,7 @@ def generate(
         stocks=stocks,
         days=len(sessions),
         intensity=intensity,
+        edge=edge,
         first_day=sessions[0],
         last_day=sessions[-1],
         ticks=n_ticks,

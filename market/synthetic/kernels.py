@@ -54,8 +54,10 @@ EPISODE_MARGIN_S = 150.0  # a VI this long after an episode's plan ends is still
     P_GAP,
     P_VOL_OF_VOL,
     P_INFORMED_EDGE,
-) = range(11)
-P_COLS = 11
+    P_AUCTION_PULL,
+    P_AUCTION_REACH,
+) = range(13)
+P_COLS = 13
 
 # ---- overlay columns written beside the engine's rows
 (OV_PROGRAM_NET, OV_INSTITUTION, OV_FOREIGN, OV_INDIVIDUAL, OV_NEWS, OV_DISCLOSURE) = range(6)
@@ -199,13 +201,16 @@ def simulate_stock_day(
         )
         fair = base_price * np.exp(v + _plan(epi, t_s))
         f_idx = min(max(np.searchsorted(grid, fair), 0), n - 1)
-        # liquidity providers and noise traders see prints, not F: they quote between the two
+        # liquidity providers and noise traders see prints, not F: they quote between the two; in a
+        # VI auction, as far toward F as the market's edge setting lets the call discover it
         last = S[k.S_LAST_PRICE]
-        anchor = fair if last <= 0 else np.exp(np.log(last) + ANCHOR_PULL * (np.log(fair) - np.log(last)))
+        in_vi = S[k.S_VI_ACTIVE] == 1
+        pull = P[P_AUCTION_PULL] if in_vi else ANCHOR_PULL
+        anchor = fair if last <= 0 else np.exp(np.log(last) + pull * (np.log(fair) - np.log(last)))
         a_idx = min(max(np.searchsorted(grid, anchor), 0), n - 1)
         active = _active_episode(epi, t_s)
         # around a shock the crowd piles in and the feed publishes every book change, as KRX does
-        busy = active >= 0 or S[k.S_VI_ACTIVE] == 1
+        busy = active >= 0 or in_vi
         S[k.S_EMIT_BOOK] = 1 if busy else 0
         surge = BUSY_SURGE if busy else 1.0
         withdraw = 0.0
@@ -308,7 +313,9 @@ def simulate_stock_day(
             for _ in range(np.random.poisson(rate * dt_s)):
                 size = _lot(lot * np.random.uniform(2.0, 10.0), lot)
                 # a few ticks through the touch at most: informed money climbs, it does not sweep
-                idx = min(f_idx, ba + INFORMED_REACH) if want > 0 else max(f_idx, bb - INFORMED_REACH)
+                # (in a VI auction as far as the edge setting lets it bid toward F)
+                reach = int(P[P_AUCTION_REACH]) if in_vi else INFORMED_REACH
+                idx = min(f_idx, ba + reach) if want > 0 else max(f_idx, bb - reach)
                 r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, want, idx, size, -1)
                 if not ok:
                     return STATUS_NEED_ROOM

@@ -20,8 +20,17 @@ from market import krx
 from market.krx.checks import on_tick_grid, within_daily_limits
 from market.krx.dataset import connect, ticks_source
 from market.krx.sessions import per_day
+from market.synthetic.generator import DEFAULT_EDGE
 
 RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
+PREDICTABILITY_HORIZONS_S = (10, 60, 300)
+AUC_HORIZON_S = 60  # continuation net of costs this long after the release, for the AUCs
+STRENGTH_S = 5  # post-release trade strength: the first seconds after the release
+# what a market without a free lunch shows (issue 13): a naive follower of every VI loses its
+# costs, and no single observable known at the release decides the outcome
+NO_FREE_LUNCH = (-np.inf, 0.0)
+SINGLE_FEATURE_AUC = (0.3, 0.7)
+ORACLE_MARGIN = 0.05  # the oracle stays clearly above what the observables give
 # VIs per stock-year: about 5 in a normal market (a few to 20 by name), far more in "hot" data
 VI_RATE_RANGE = {"normal": (1.0, 20.0), "hot": (50.0, 5_000.0), None: (0.5, 5_000.0)}
 INFO = (-np.inf, np.inf)
@@ -37,11 +46,11 @@ class Fact:
 
     @property
     def expected(self) -> str:
-        return (
-            "(information)"
-            if not np.isfinite(self.high - self.low)
-            else f"{self.low:,.4g} .. {self.high:,.4g}"
-        )
+        if np.isfinite(self.low) and np.isfinite(self.high):
+            return f"{self.low:,.4g} .. {self.high:,.4g}"
+        if np.isfinite(self.high):
+            return f"<= {self.high:,.4g}"
+        return f">= {self.low:,.4g}" if np.isfinite(self.low) else "(information)"
 
     @property
     def ok(self) -> bool:
@@ -88,10 +97,10 @@ def abs_return_autocorrelation(returns: pd.DataFrame, lags: range) -> np.ndarray
     return np.array(out)
 
 
-def _intensity(root: Path) -> str | None:
-    """The VI intensity a synthetic dataset was generated with (None for other data)."""
+def _generated(root: Path) -> dict:
+    """How a synthetic dataset was generated (intensity, edge); {} for other data."""
     summary = root / "generate_summary.json"
-    return json.loads(summary.read_text()).get("intensity") if summary.exists() else None
+    return json.loads(summary.read_text()) if summary.exists() else {}
 
 
 def _lag1(rets: pd.DataFrame) -> float:
@@ -148,6 +157,205 @@ def post_release_returns(con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame) -
     merged = merged.dropna(subset=["later_price"])
     merged["ret"] = merged["direction"] * np.log(merged["later_price"] / merged["auction_price"])
     return merged
+
+
+_PREDICTABILITY_SQL = """
+WITH trades AS (
+    SELECT stock_code, timestamp, price, volume, side FROM ticks
+    WHERE event_type = 'trade' AND stock_code IN (SELECT DISTINCT stock_code FROM targets)
+),
+priced AS (
+    SELECT g.key, g.horizon_s, t.price
+    FROM targets g ASOF LEFT JOIN trades t
+      ON g.stock_code = t.stock_code AND g.target_ts >= t.timestamp
+),
+indicative AS (
+    SELECT v.key, arg_min(t.price, t.timestamp) AS first_ind, arg_max(t.price, t.timestamp) AS last_ind
+    FROM vis v JOIN ticks t
+      ON t.stock_code = v.stock_code AND t.event_type = 'indicative' AND t.price > 0
+     AND t.timestamp >= v.trigger_ts AND t.timestamp < v.release_ts
+    GROUP BY v.key
+),
+strength AS (
+    SELECT v.key,
+           sum(CASE WHEN t.side = 1 THEN t.volume ELSE 0 END) AS buy,
+           sum(CASE WHEN t.side = -1 THEN t.volume ELSE 0 END) AS sell
+    FROM vis v JOIN trades t
+      ON t.stock_code = v.stock_code AND t.timestamp > v.release_ts
+     AND t.timestamp <= v.release_ts + INTERVAL {strength_s} SECOND
+    GROUP BY v.key
+)
+SELECT v.key, p.horizon_s, p.price, i.first_ind, i.last_ind, s.buy, s.sell
+FROM vis v JOIN priced p ON p.key = v.key
+LEFT JOIN indicative i ON i.key = v.key LEFT JOIN strength s ON s.key = v.key
+"""
+
+
+def _auc(label: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """(AUC, its standard error by Hanley and McNeil's approximation); NaN without both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(score)
+    label, score = label[ok], score[ok]
+    pos, neg = int(label.sum()), int(len(label) - label.sum())
+    if not pos or not neg:
+        return np.nan, np.nan
+    a = float(roc_auc_score(label, score))
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = np.sqrt((a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg))
+    return a, float(se)
+
+
+def _returns_summary(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    g = long.groupby(keys)
+    return pd.DataFrame(
+        {
+            "VIs": g.size(),
+            "mean_gross": g["gross"].mean(),
+            "mean_net": g["net"].mean(),
+            "se_mean": g["net"].std() / np.sqrt(g.size()),
+            "continue_share": g["continues"].mean(),
+        }
+    ).reset_index()
+
+
+def vi_predictability(
+    con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame, instruments: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How easy the market makes a VI: (returns, aucs).
+
+    ``returns``, by cause and horizon (10, 60, 300 s after the release): VIs, the mean return from
+    the auction price in the VI's direction gross and net of the round-trip cost, and the share
+    that continue net of costs (the base rate). ``aucs``: the AUC for that continuation at 60 s of
+    single observables known at the release (the auction price over the trigger, the indicative
+    price's drift in the auction, both signed in the VI's direction), of the trade strength of the
+    first 5 s after it (for the continuation from there), and of the latent drift (the synthetic
+    market's oracle, where the VI log has it)."""
+    released = vi_log.dropna(subset=["release_ts", "auction_price"]).reset_index(drop=True)
+    empty = pd.DataFrame()
+    if released.empty:
+        return empty, empty
+    released = released.assign(key=np.arange(len(released)), day=released["trigger_ts"].dt.date)
+    inst = instruments[["date", "stock_code", "market"]].rename(columns={"date": "day"})
+    released = released.merge(inst, on=["day", "stock_code"], how="left")
+    costs = krx.CostModel()
+    released["cost"] = [
+        costs.round_trip_rate(m, d)
+        for m, d in zip(released["market"].fillna("KOSPI"), released["day"], strict=True)
+    ]
+    horizons = (0, STRENGTH_S, *PREDICTABILITY_HORIZONS_S, STRENGTH_S + AUC_HORIZON_S)
+    targets = pd.DataFrame(
+        {
+            "key": np.repeat(released["key"].to_numpy(), len(horizons)),
+            "horizon_s": np.tile(horizons, len(released)),
+            "stock_code": np.repeat(released["stock_code"].to_numpy(), len(horizons)),
+            "release_ts": released["release_ts"].repeat(len(horizons)).to_numpy(),
+        }
+    )
+    targets["target_ts"] = targets["release_ts"] + pd.to_timedelta(targets["horizon_s"], unit="s")
+    con.register("targets", targets)
+    con.register("vis", released[["key", "stock_code", "trigger_ts", "release_ts"]])
+    rows = con.execute(_PREDICTABILITY_SQL.format(strength_s=STRENGTH_S)).df()
+    price = rows.pivot(index="key", columns="horizon_s", values="price").reindex(released["key"])
+    first = rows.groupby("key")[["first_ind", "last_ind", "buy", "sell"]].first().reindex(released["key"])
+    direction, auction = released["direction"].to_numpy(float), released["auction_price"].to_numpy(float)
+    cost = released["cost"].to_numpy()
+    cause = (
+        released["cause"].fillna("none")
+        if "cause" in released
+        else pd.Series("unknown", index=released.index)
+    )
+    parts = []
+    for h in PREDICTABILITY_HORIZONS_S:
+        gross = direction * (price[h].to_numpy(float) / auction - 1.0)
+        parts.append(pd.DataFrame({"cause": cause, "horizon_s": h, "gross": gross, "net": gross - cost}))
+    long = pd.concat(parts).dropna(subset=["gross"])
+    long["continues"] = long["net"] > 0
+    returns = pd.concat(
+        [
+            _returns_summary(long, ["horizon_s", "cause"]),
+            _returns_summary(long, ["horizon_s"]).assign(cause="all"),
+        ]
+    ).sort_values(["horizon_s", "cause"], ignore_index=True)
+    continues = direction * (price[AUC_HORIZON_S].to_numpy(float) / auction - 1.0) - cost > 0
+    later = direction * (
+        price[STRENGTH_S + AUC_HORIZON_S].to_numpy(float) / price[STRENGTH_S].to_numpy(float) - 1.0
+    )
+    buy, sell = first["buy"].fillna(0).to_numpy(float), first["sell"].fillna(0).to_numpy(float)
+    trigger = released["trigger_price"].to_numpy(float)
+    indicative_drift = first["last_ind"].to_numpy(float) - first["first_ind"].to_numpy(float)
+    observables = [  # (what, its score, the continuation it is judged on)
+        ("auction price over trigger, VI direction", direction * (auction / trigger - 1.0), continues),
+        ("indicative drift in the auction, VI direction", direction * indicative_drift / trigger, continues),
+        (
+            f"trade strength, first {STRENGTH_S} s after the release, VI direction",
+            direction * np.log((buy + 1.0) / (sell + 1.0)),
+            later - cost > 0,
+        ),
+    ]
+    kinds = ["observable"] * len(observables)
+    if "latent_drift" in released:
+        observables.append(
+            ("latent drift (oracle)", direction * released["latent_drift"].to_numpy(float), continues)
+        )
+        kinds.append("oracle")
+    aucs = [
+        {"measure": m, "kind": kind, **dict(zip(("auc", "se"), _auc(label, score), strict=True))}
+        for (m, score, label), kind in zip(observables, kinds, strict=True)
+    ]
+    return returns, pd.DataFrame(aucs)
+
+
+def _predictability_facts(
+    con: duckdb.DuckDBPyConnection,
+    vi_log: pd.DataFrame,
+    instruments: pd.DataFrame,
+    edge: str | None,
+    tables: dict[str, pd.DataFrame],
+) -> list[Fact]:
+    """The no-free-lunch targets, each widened by two standard errors of its sample. On a market
+    generated with the default edge they must hold (the check fails otherwise); elsewhere they
+    show how far the data is from them."""
+    returns, aucs = vi_predictability(con, vi_log, instruments)
+    enforced = edge == DEFAULT_EDGE
+    facts = []
+    if len(returns):
+        tables["vi_predictability_returns"] = returns
+        overall = returns[returns["cause"] == "all"].set_index("horizon_s")
+        for h in overall.index:
+            row = overall.loc[h]
+            facts.append(
+                Fact(
+                    f"mean return {h} s after a VI's release, in its direction, net of costs",
+                    float(row["mean_net"]),
+                    -np.inf,
+                    NO_FREE_LUNCH[1] + 2 * float(np.nan_to_num(row["se_mean"])),
+                    invariant=enforced,
+                )
+            )
+    if len(aucs):
+        tables["vi_predictability_auc"] = aucs
+        observable = aucs[aucs["kind"] == "observable"].sort_values("auc").iloc[-1]
+        facts.append(
+            Fact(
+                f"best single-observable AUC, {AUC_HORIZON_S}-s continuation ({observable['measure']})",
+                float(observable["auc"]),
+                -np.inf,
+                SINGLE_FEATURE_AUC[1] + 2 * float(observable["se"]),
+                invariant=enforced,
+            )
+        )
+        oracle = aucs[aucs["kind"] == "oracle"]
+        if len(oracle):
+            facts.append(
+                Fact(
+                    "latent-drift oracle AUC minus the best observable's",
+                    float(oracle["auc"].iloc[0] - observable["auc"]),
+                    ORACLE_MARGIN,
+                    1.0,
+                )
+            )
+    return facts
 
 
 def measure(root: Path) -> RealismResult:
@@ -220,7 +428,8 @@ def measure(root: Path) -> RealismResult:
         )
 
     # VIs: counts per stock-year by type, durations
-    intensity = _intensity(root)
+    generated = _generated(root)
+    intensity = generated.get("intensity")
     for vi_type in ("static", "dynamic", "both"):
         count = int((vi_log["vi_type"] == vi_type).sum())
         facts.append(Fact(f"{vi_type} VIs per stock-year", count / stock_years, *INFO))
@@ -253,6 +462,9 @@ def measure(root: Path) -> RealismResult:
         tables["post_release_by_cause"] = (
             post.groupby("cause")["ret"].agg(["count", "mean", "std", "median"]).reset_index()
         )
+
+    # how easy the market makes a VI: returns after the release, the base rate, single-feature AUCs
+    facts += _predictability_facts(con, vi_log, instruments, generated.get("edge"), tables)
 
     # invariants on every trade
     on_grid, within, n_trades = _grid_and_limit_shares(con)

@@ -117,6 +117,12 @@ figure{{display:inline-block;margin:0.5em}}</style></head><body>
 <p>Dataset: <code>{html.escape(str(source))}</code> &mdash; <b>{verdict}</b>.
 Stylized facts are measured on the data and shown beside the range a real KRX market shows;
 invariants must hold exactly.</p>
+<p><b>Synthetic results measure the pipeline, not the market.</b> How predictable a VI's aftermath
+is here is a setting of the generator (<code>--edge</code>: <code>low</code>, the default, leaves
+no free lunch; <code>high</code> gives a strong signal for pipeline tests). The predictability
+section (<code>vi_predictability_*</code> below, and the facts on returns after a release and
+single-feature AUCs) shows how easy this market is: on the default edge its targets must hold,
+each widened by two standard errors of its sample.</p>
 <h2>Stylized facts and invariants</h2>
 <table><tr><th>measure</th><th>kind</th><th>value</th><th>expected</th><th>status</th></tr>{"".join(rows)}</table>
 <h2>Plots</h2>{figures}
