@@ -102,8 +102,10 @@ def _active_episode(epi, t_s):
 
 
 @njit(cache=True)
-def _submit(E1, R1, S, O, L, grid, OUT, F, V, D, ts, kind, side, idx, qty, target):
-    """One order event through the exchange; returns (order id or -1, traded volume, ok)."""
+def _submit(ex, ts, kind, side, idx, qty, target):
+    """One order event through the exchange (``ex``: its kernel state, as a tuple); returns
+    (order id or -1, traded volume, ok)."""
+    E1, R1, S, O, L, grid, OUT, F, V, D = ex
     if S[k.S_NEXT_ID] + 1 >= O.shape[0]:
         return -1, 0, False
     E1[0, k.E_TS] = ts
@@ -135,6 +137,176 @@ def _lot(qty_f, lot):
 
 
 @njit(cache=True)
+def _liquidity_providers(ex, t, P, lp_order, lp_slots, a_idx, withdraw, continuous, lot):
+    """Refresh the 10-level ladder around the anchor, thinner and wider while a shock plays out;
+    False when a buffer is full."""
+    S, O, grid = ex[2], ex[3], ex[5]
+    n = grid.shape[0]
+    if np.random.random() < 0.35:
+        half = int(P[P_LP_HALF] + 4 * withdraw)
+        levels = max(2, int(LP_LEVELS * (1.0 - 0.6 * withdraw)))
+        depth = P[P_LP_DEPTH] * (1.0 - 0.8 * withdraw)
+        bid_top = a_idx - half
+        ask_top = a_idx + half
+        if continuous:  # rest only: clamp the ladder to the book instead of crossing it
+            if S[k.S_BEST_ASK] < n:
+                bid_top = min(bid_top, S[k.S_BEST_ASK] - 1)
+            if S[k.S_BEST_BID] >= 0:
+                ask_top = max(ask_top, S[k.S_BEST_BID] + 1)
+        if ask_top <= bid_top:
+            ask_top = bid_top + 1
+        for s in range(2):
+            for slot in range(LP_SLOTS):
+                rid = lp_slots[s, slot]
+                if rid < 0:
+                    continue
+                j = O[rid, k.O_IDX]
+                keep = (bid_top - levels < j <= bid_top) if s == 0 else (ask_top <= j < ask_top + levels)
+                if O[rid, k.O_LIVE] == 1 and not keep:
+                    r, _, ok = _submit(ex, t, k.K_CANCEL, 0, 0, 0, rid)
+                    if not ok:
+                        return False
+                if O[rid, k.O_LIVE] == 0:
+                    lp_slots[s, slot] = -1
+                    lp_order[s, j] = -1
+            slot = 0
+            for j in range(levels):
+                idx = bid_top - j if s == 0 else ask_top + j
+                if idx < 0 or idx >= n or lp_order[s, idx] >= 0:
+                    continue
+                while slot < LP_SLOTS and lp_slots[s, slot] >= 0:
+                    slot += 1
+                if slot == LP_SLOTS:
+                    break
+                q = _lot(depth * (1.0 + 0.25 * j) * np.random.uniform(0.5, 1.5), lot)
+                r, _, ok = _submit(ex, t, k.K_LIMIT, 1 - 2 * s, idx, q, -1)
+                if not ok:
+                    return False
+                lp_order[s, idx] = r
+                lp_slots[s, slot] = r
+    return True
+
+
+@njit(cache=True)
+def _noise_traders(ex, t, P, noise_ring, noise_pos, true_flow, a_idx, rate, continuous, lot):
+    """Limit orders near the touch (some improve it), a few market orders, and cancellations of
+    their own resting orders; returns (ok, the ring's next position)."""
+    O, grid = ex[3], ex[5]
+    n = grid.shape[0]
+    for _ in range(np.random.poisson(rate)):
+        side = 1 if np.random.random() < 0.5 else -1
+        size = _lot(lot * np.random.pareto(1.6) * 2.0 + lot, lot)
+        if continuous and np.random.random() < 0.12:
+            r, vol, ok = _submit(ex, t, k.K_MARKET, side, 0, size, -1)
+            agent_side = side
+        else:
+            mid_idx = a_idx
+            # some improve on the quotes (fewer in thin names, whose spreads stay wider)
+            inside = np.random.random() < 0.15 * min(1.0, P[P_NOISE_RATE] / 3.0)
+            off = int(np.random.exponential(2.5)) - (1 if inside else 0)
+            idx = min(max(mid_idx - side * (off + 1), 0), n - 1)
+            r, vol, ok = _submit(ex, t, k.K_LIMIT, side, idx, size, -1)
+            agent_side = side
+            if ok and r >= 0:
+                noise_ring[noise_pos % NOISE_RING] = r
+                noise_pos += 1
+        if not ok:
+            return False, noise_pos
+        if vol > 0:
+            u_cat = np.random.random()
+            cat = 2 if u_cat < 0.7 else (0 if u_cat < 0.85 else 1)
+            true_flow[cat] += agent_side * vol
+    for _ in range(np.random.poisson(rate * 0.8)):
+        if noise_pos == 0:
+            break
+        target = noise_ring[np.random.randint(0, min(noise_pos, NOISE_RING))]
+        if target >= 0 and O[target, k.O_LIVE] == 1:
+            r, _, ok = _submit(ex, t, k.K_CANCEL, 0, 0, 0, target)
+            if not ok:
+                return False, noise_pos
+    return True, noise_pos
+
+
+@njit(cache=True)
+def _informed_traders(ex, t, P, fair, f_idx, bb, ba, active, in_vi, true_flow, lot, dt_s):
+    """Trade toward the fair value when the touch lags it, a few ticks through the touch at most
+    (in a VI auction as far as the edge setting lets them); False when a buffer is full."""
+    grid = ex[5]
+    n = grid.shape[0]
+    edge = P[P_INFORMED_EDGE]
+    want = 0
+    if ba < n and grid[ba] < fair * (1.0 - edge):
+        want = 1
+    elif bb >= 0 and grid[bb] > fair * (1.0 + edge):
+        want = -1
+    if want != 0:
+        rate = P[P_INFORMED_RATE] * (3.0 if active >= 0 else 1.0)
+        for _ in range(np.random.poisson(rate * dt_s)):
+            size = _lot(lot * np.random.uniform(2.0, 10.0), lot)
+            # a few ticks through the touch at most: informed money climbs, it does not sweep
+            # (in a VI auction as far as the edge setting lets it bid toward F)
+            reach = int(P[P_AUCTION_REACH]) if in_vi else INFORMED_REACH
+            idx = min(f_idx, ba + reach) if want > 0 else max(f_idx, bb - reach)
+            _, vol, ok = _submit(ex, t, k.K_LIMIT, want, idx, size, -1)
+            if not ok:
+                return False
+            true_flow[0 if np.random.random() < 0.5 else 1] += want * vol
+    return True
+
+
+@njit(cache=True)
+def _momentum_traders(ex, t, P, last_sec_price, sec, continuous, true_flow, lot, dt_s):
+    """Chase a move of more than 1% over the last 30 seconds with market orders."""
+    S = ex[2]
+    if continuous and sec >= 30:
+        p_then = last_sec_price[(sec - 30) % 40]
+        p_now = S[k.S_LAST_PRICE]
+        if p_then > 0 and p_now > 0:
+            ret = p_now / p_then - 1.0
+            if abs(ret) > 0.01:
+                side = 1 if ret > 0 else -1
+                for _ in range(np.random.poisson(P[P_MOMENTUM_RATE] * min(abs(ret) / 0.01, 5.0) * dt_s)):
+                    size = _lot(lot * np.random.uniform(1.0, 5.0), lot)
+                    _, vol, ok = _submit(ex, t, k.K_MARKET, side, 0, size, -1)
+                    if not ok:
+                        return False
+                    true_flow[2] += side * vol
+    return True
+
+
+@njit(cache=True)
+def _pressure(ex, t, epi, t_s, bb, ba, a_idx, program_net, true_flow, lot, dt_s):
+    """The legs of program baskets and panicking sellers' orders, while their episodes last;
+    returns (ok, the program's net buy so far)."""
+    n = ex[5].shape[0]
+    for e in range(epi.shape[0]):
+        cause = int(epi[e, EP_CAUSE])
+        if cause != CAUSE_PROGRAM and cause != CAUSE_PANIC:
+            continue
+        since = t_s - epi[e, EP_T0]
+        dur = epi[e, EP_PRESSURE_DUR] * (2.5 if epi[e, EP_PERSIST] > 0 else 1.0)
+        if since < 0 or since > dur:
+            continue
+        side = int(epi[e, EP_DIR])
+        for _ in range(np.random.poisson(epi[e, EP_PRESSURE] * dt_s)):
+            size = _lot(lot * np.random.uniform(3.0, 15.0), lot)
+            # aggressive but bounded: a few ticks through the touch, so auctions stay sane
+            ref_idx = ba if side > 0 else bb
+            if ref_idx < 0 or ref_idx >= n:
+                ref_idx = a_idx
+            idx = min(max(ref_idx + side * 3, 0), n - 1)
+            _, vol, ok = _submit(ex, t, k.K_LIMIT, side, idx, size, -1)
+            if not ok:
+                return False, program_net
+            if cause == CAUSE_PROGRAM:
+                program_net += side * vol
+                true_flow[0 if np.random.random() < 0.6 else 1] += side * vol
+            else:
+                true_flow[2] += side * vol
+    return True, program_net
+
+
+@njit(cache=True)
 def simulate_stock_day(
     S,
     O,
@@ -162,6 +334,7 @@ def simulate_stock_day(
     n = grid.shape[0]
     E1 = np.zeros((1, k.E_COLS), dtype=np.int64)
     R1 = np.zeros(1, dtype=np.int64)
+    ex = (E1, R1, S, O, L, grid, OUT, F, V, D)  # the exchange kernel state every order goes through
     lp_order = np.full((2, n), -1, dtype=np.int64)  # the LP's resting order at each level
     lp_slots = np.full((2, LP_SLOTS), -1, dtype=np.int64)  # the same orders as a short list
     noise_ring = np.full(NOISE_RING, -1, dtype=np.int64)
@@ -184,7 +357,7 @@ def simulate_stock_day(
         sec = int(t_s)
         rows_before = S[k.S_N_OUT]
         top_before = _top_of_book(S, L, n)
-        _, _, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_ADVANCE, 0, 0, 0, -1)
+        _, _, ok = _submit(ex, t, k.K_ADVANCE, 0, 0, 0, -1)
         if not ok:
             return STATUS_NEED_ROOM
         phase = S[k.S_PHASE]
@@ -223,144 +396,23 @@ def simulate_stock_day(
         if phase == k.PH_PREOPEN:
             u = 0.4
         dt_s = STEP_US / 1e6
-        # ---- liquidity providers: refresh the ladder around F
-        if np.random.random() < 0.35:
-            half = int(P[P_LP_HALF] + 4 * withdraw)
-            levels = max(2, int(LP_LEVELS * (1.0 - 0.6 * withdraw)))
-            depth = P[P_LP_DEPTH] * (1.0 - 0.8 * withdraw)
-            bid_top = a_idx - half
-            ask_top = a_idx + half
-            if continuous:  # rest only: clamp the ladder to the book instead of crossing it
-                if S[k.S_BEST_ASK] < n:
-                    bid_top = min(bid_top, S[k.S_BEST_ASK] - 1)
-                if S[k.S_BEST_BID] >= 0:
-                    ask_top = max(ask_top, S[k.S_BEST_BID] + 1)
-            if ask_top <= bid_top:
-                ask_top = bid_top + 1
-            for s in range(2):
-                for slot in range(LP_SLOTS):
-                    rid = lp_slots[s, slot]
-                    if rid < 0:
-                        continue
-                    j = O[rid, k.O_IDX]
-                    keep = (bid_top - levels < j <= bid_top) if s == 0 else (ask_top <= j < ask_top + levels)
-                    if O[rid, k.O_LIVE] == 1 and not keep:
-                        r, _, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_CANCEL, 0, 0, 0, rid)
-                        if not ok:
-                            return STATUS_NEED_ROOM
-                    if O[rid, k.O_LIVE] == 0:
-                        lp_slots[s, slot] = -1
-                        lp_order[s, j] = -1
-                slot = 0
-                for j in range(levels):
-                    idx = bid_top - j if s == 0 else ask_top + j
-                    if idx < 0 or idx >= n or lp_order[s, idx] >= 0:
-                        continue
-                    while slot < LP_SLOTS and lp_slots[s, slot] >= 0:
-                        slot += 1
-                    if slot == LP_SLOTS:
-                        break
-                    q = _lot(depth * (1.0 + 0.25 * j) * np.random.uniform(0.5, 1.5), lot)
-                    r, _, ok = _submit(
-                        E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, 1 - 2 * s, idx, q, -1
-                    )
-                    if not ok:
-                        return STATUS_NEED_ROOM
-                    lp_order[s, idx] = r
-                    lp_slots[s, slot] = r
-        # ---- noise traders
-        for _ in range(np.random.poisson(P[P_NOISE_RATE] * u * surge * dt_s)):
-            side = 1 if np.random.random() < 0.5 else -1
-            size = _lot(lot * np.random.pareto(1.6) * 2.0 + lot, lot)
-            if continuous and np.random.random() < 0.12:
-                r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_MARKET, side, 0, size, -1)
-                agent_side = side
-            else:
-                mid_idx = a_idx
-                # some improve on the quotes (fewer in thin names, whose spreads stay wider)
-                inside = np.random.random() < 0.15 * min(1.0, P[P_NOISE_RATE] / 3.0)
-                off = int(np.random.exponential(2.5)) - (1 if inside else 0)
-                idx = min(max(mid_idx - side * (off + 1), 0), n - 1)
-                r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, side, idx, size, -1)
-                agent_side = side
-                if ok and r >= 0:
-                    noise_ring[noise_pos % NOISE_RING] = r
-                    noise_pos += 1
-            if not ok:
-                return STATUS_NEED_ROOM
-            if vol > 0:
-                u_cat = np.random.random()
-                cat = 2 if u_cat < 0.7 else (0 if u_cat < 0.85 else 1)
-                true_flow[cat] += agent_side * vol
-        for _ in range(np.random.poisson(P[P_NOISE_RATE] * u * surge * dt_s * 0.8)):
-            if noise_pos == 0:
-                break
-            target = noise_ring[np.random.randint(0, min(noise_pos, NOISE_RING))]
-            if target >= 0 and O[target, k.O_LIVE] == 1:
-                r, _, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_CANCEL, 0, 0, 0, target)
-                if not ok:
-                    return STATUS_NEED_ROOM
-        # ---- informed traders: trade toward F when the touch lags it
-        bb, ba = S[k.S_BEST_BID], S[k.S_BEST_ASK]
-        edge = P[P_INFORMED_EDGE]
-        want = 0
-        if ba < n and grid[ba] < fair * (1.0 - edge):
-            want = 1
-        elif bb >= 0 and grid[bb] > fair * (1.0 + edge):
-            want = -1
-        if want != 0:
-            rate = P[P_INFORMED_RATE] * (3.0 if active >= 0 else 1.0)
-            for _ in range(np.random.poisson(rate * dt_s)):
-                size = _lot(lot * np.random.uniform(2.0, 10.0), lot)
-                # a few ticks through the touch at most: informed money climbs, it does not sweep
-                # (in a VI auction as far as the edge setting lets it bid toward F)
-                reach = int(P[P_AUCTION_REACH]) if in_vi else INFORMED_REACH
-                idx = min(f_idx, ba + reach) if want > 0 else max(f_idx, bb - reach)
-                r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, want, idx, size, -1)
-                if not ok:
-                    return STATUS_NEED_ROOM
-                true_flow[0 if np.random.random() < 0.5 else 1] += want * vol
-        # ---- momentum traders chase the last 30 seconds
-        if continuous and sec >= 30:
-            p_then = last_sec_price[(sec - 30) % 40]
-            p_now = S[k.S_LAST_PRICE]
-            if p_then > 0 and p_now > 0:
-                ret = p_now / p_then - 1.0
-                if abs(ret) > 0.01:
-                    side = 1 if ret > 0 else -1
-                    for _ in range(np.random.poisson(P[P_MOMENTUM_RATE] * min(abs(ret) / 0.01, 5.0) * dt_s)):
-                        size = _lot(lot * np.random.uniform(1.0, 5.0), lot)
-                        r, vol, ok = _submit(
-                            E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_MARKET, side, 0, size, -1
-                        )
-                        if not ok:
-                            return STATUS_NEED_ROOM
-                        true_flow[2] += side * vol
-        # ---- pressure of program baskets and panicking sellers
-        for e in range(epi.shape[0]):
-            cause = int(epi[e, EP_CAUSE])
-            if cause != CAUSE_PROGRAM and cause != CAUSE_PANIC:
-                continue
-            since = t_s - epi[e, EP_T0]
-            dur = epi[e, EP_PRESSURE_DUR] * (2.5 if epi[e, EP_PERSIST] > 0 else 1.0)
-            if since < 0 or since > dur:
-                continue
-            side = int(epi[e, EP_DIR])
-            for _ in range(np.random.poisson(epi[e, EP_PRESSURE] * dt_s)):
-                size = _lot(lot * np.random.uniform(3.0, 15.0), lot)
-                # aggressive but bounded: a few ticks through the touch, so auctions stay sane
-                ref_idx = ba if side > 0 else bb
-                if ref_idx < 0 or ref_idx >= n:
-                    ref_idx = a_idx
-                idx = min(max(ref_idx + side * 3, 0), n - 1)
-                r, vol, ok = _submit(E1, R1, S, O, L, grid, OUT, F, V, D, t, k.K_LIMIT, side, idx, size, -1)
-                if not ok:
-                    return STATUS_NEED_ROOM
-                if cause == CAUSE_PROGRAM:
-                    program_net += side * vol
-                    true_flow[0 if np.random.random() < 0.6 else 1] += side * vol
-                else:
-                    true_flow[2] += side * vol
+        # ---- the participants, in this order (the draws of the random stream follow it)
+        if not _liquidity_providers(ex, t, P, lp_order, lp_slots, a_idx, withdraw, continuous, lot):
+            return STATUS_NEED_ROOM
+        rate = P[P_NOISE_RATE] * u * surge * dt_s
+        ok, noise_pos = _noise_traders(
+            ex, t, P, noise_ring, noise_pos, true_flow, a_idx, rate, continuous, lot
+        )
+        if not ok:
+            return STATUS_NEED_ROOM
+        bb, ba = S[k.S_BEST_BID], S[k.S_BEST_ASK]  # the touch the informed and the pressure see
+        if not _informed_traders(ex, t, P, fair, f_idx, bb, ba, active, in_vi, true_flow, lot, dt_s):
+            return STATUS_NEED_ROOM
+        if not _momentum_traders(ex, t, P, last_sec_price, sec, continuous, true_flow, lot, dt_s):
+            return STATUS_NEED_ROOM
+        ok, program_net = _pressure(ex, t, epi, t_s, bb, ba, a_idx, program_net, true_flow, lot, dt_s)
+        if not ok:
+            return STATUS_NEED_ROOM
         # ---- the step's feed: one book (or indicative) row if anything happened
         if S[k.S_N_OUT] + n + 40 >= OUT.shape[0]:
             return STATUS_NEED_ROOM
