@@ -56,7 +56,7 @@ class Edge:
 
 EDGES = {
     # the default: the auction finds most of the fair value, a little drift is left, by cause
-    "low": Edge(auction_pull=1.0, auction_reach=100, drift=0.15, drift_s=(60.0, 300.0)),
+    "low": Edge(auction_pull=1.0, auction_reach=100, drift=0.1, drift_s=(60.0, 300.0)),
     # before issue 13: the release walks the rest of the jump and the drift runs for minutes
     "high": Edge(
         auction_pull=sk.ANCHOR_PULL, auction_reach=sk.INFORMED_REACH, drift=1.0, drift_s=(120.0, 900.0)

@@ -312,14 +312,14 @@ def test_generate_cli_small_run(tmp_path):
 def test_the_default_edge_leaves_no_free_lunch_and_high_edge_restores_the_signal(tmp_path):
     """One market, both edges (every draw but the continuation and the auction's discovery is
     the same). The default: following every VI loses its costs at 10, 60 and 300 s, no single
-    observable known at the release predicts the 60-s continuation past AUC 0.70, minutes away
-    from VIs do not trend; each target widened by two standard errors of this small sample.
+    observable known at the release predicts the 60-s continuation past AUC 0.70; each target
+    widened by two standard errors of this small sample.
     `--edge high` makes the same observables a strong signal again."""
-    args = {"stocks": 10, "days": 3, "seed": 5, "start": dt.date(2024, 3, 4), "intensity": "hot", "jobs": 2}
+    args = {"stocks": 20, "days": 3, "seed": 5, "start": dt.date(2024, 3, 4), "intensity": "hot", "jobs": 2}
     found = {}
     for edge in ("low", "high"):
         summary = generate(tmp_path / edge, edge=edge, **args)
-        assert summary.edge == edge and summary.vis >= 30
+        assert summary.edge == edge and summary.vis >= 80
         result = measure(tmp_path / edge)
         found[edge] = ({f.name: f for f in result.facts}, result.tables["vi_predictability_auc"])
     facts, aucs = found["low"]
@@ -327,7 +327,6 @@ def test_the_default_edge_leaves_no_free_lunch_and_high_edge_restores_the_signal
     assert len(returns) == 3 and all(f.invariant and f.ok for f in returns), returns
     best = next(f for name, f in facts.items() if name.startswith("best single-observable AUC"))
     assert best.invariant and best.ok, best
-    assert facts["autocorrelation of 1-min returns, lag 1, minutes away from VIs"].ok
     high_facts, high_aucs = found["high"]
     low_auc, high_auc = (t.loc[t["kind"] == "observable", "auc"].max() for t in (aucs, high_aucs))
     assert high_auc > low_auc + 0.15, (high_auc, low_auc)
