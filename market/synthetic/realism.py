@@ -341,7 +341,7 @@ def _predictability_facts(
                 f"best single-observable AUC, {AUC_HORIZON_S}-s continuation ({observable['measure']})",
                 float(observable["auc"]),
                 -np.inf,
-                SINGLE_FEATURE_AUC[1] + 2 * float(observable["se"]),
+                min(1.0, SINGLE_FEATURE_AUC[1] + 2 * float(observable["se"])),
                 invariant=enforced,
             )
         )
