@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, completed
-from market.krx.dataset import accepted_partitions, read_accepted, read_instruments, read_summary
+from market.krx.dataset import accepted_tables, read_instruments, read_summary
 from market.krx.schema import TIMESTAMP
 
 EVENT_SCHEMA = pa.schema(
@@ -67,8 +67,7 @@ def replay(table: pa.Table, detector: VIDetector, use_flags: bool = True) -> lis
 def detect(root: Path, use_flags: bool = True) -> list[VIEvent]:
     detector = VIDetector(load_stock_days(root / "instruments.parquet"), use_flags=use_flags)
     found: list[VIEvent] = []
-    for path in accepted_partitions(root):
-        table = read_accepted(root, path, columns=_DETECTOR_COLUMNS)
+    for table in accepted_tables(root, columns=_DETECTOR_COLUMNS):
         table = table.sort_by([("stock_code", "ascending"), ("timestamp", "ascending")])
         found += replay(table, detector, use_flags)
     return sorted(completed(found), key=lambda v: (v.trigger_ts, v.stock_code))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -129,14 +130,14 @@ def clear_verdict(root: Path) -> None:
             path.unlink()
 
 
-def accepted_partitions(root: Path) -> list[Path]:
-    """The partitions the accepted view reads: every one when the dataset has no verdict; those not
-    set aside whole when it has. Refuses (:class:`StaleVerdict`, naming the partition) a verdict
-    that no longer matches the files."""
+def _view(root: Path) -> tuple[list[Path], list[Path], bool]:
+    """(every partition on disk, those the accepted view reads, whether a verdict exists), from one
+    listing and one reading of the verdict. Refuses (:class:`StaleVerdict`, naming the partition)
+    a verdict that no longer matches the files."""
     files = tick_partitions(root)
     verdict = read_verdict(root)
     if verdict is None:
-        return files
+        return files, files, False
     judged = verdict["partitions"]
     on_disk = {partition_name(f): f for f in files}
     for name in sorted(on_disk.keys() ^ judged.keys()):
@@ -145,20 +146,28 @@ def accepted_partitions(root: Path) -> list[Path]:
     for name, path in on_disk.items():
         if path.stat().st_size != judged[name]["bytes"]:
             raise StaleVerdict(f"{path} changed since validation: run `vicap validate`")
-    return [path for name, path in on_disk.items() if judged[name]["status"] not in EXCLUDED]
+    return files, [path for name, path in on_disk.items() if judged[name]["status"] not in EXCLUDED], True
+
+
+def accepted_partitions(root: Path) -> list[Path]:
+    """The partitions the accepted view reads: every one when the dataset has no verdict; those not
+    set aside whole when it has."""
+    return _view(root)[1]
 
 
 def ticks_source(root: Path) -> str:
     """A DuckDB FROM expression over the accepted tick rows of ``root``, each with its
     ``file_row_number`` (its order in its stock-day)."""
-    files = accepted_partitions(root)
+    every, files, validated = _view(root)
     if not files:
         raise IngestError(f"{Path(root) / 'ticks'}: no tick partitions to read")
-    everything = len(files) == len(tick_partitions(root))
-    listed = f"'{ticks_glob(root)}'" if everything else "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    listed = (
+        f"'{ticks_glob(root)}'"
+        if len(files) == len(every)
+        else "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    )
     ticks = f"read_parquet({listed}, file_row_number = true, union_by_name = true, hive_partitioning = false"
-    rejected = list((Path(root) / "quarantine" / "ticks").glob("date=*/*.parquet"))
-    if read_verdict(root) is None or not rejected:
+    if not validated or not any((Path(root) / "quarantine" / "ticks").glob("date=*/*.parquet")):
         return f"{ticks})"
     return f"""(SELECT t.* EXCLUDE (filename) FROM {ticks}, filename = true) t
         ANTI JOIN read_parquet('{Path(root) / "quarantine" / "ticks" / "*" / "*.parquet"}',
@@ -167,15 +176,26 @@ def ticks_source(root: Path) -> str:
            AND q.file_row_number = t.file_row_number)"""
 
 
-def read_accepted(root: Path, path: Path, columns: list[str] | None = None) -> pa.Table:
-    """One partition's accepted rows, in file order (``path`` from :func:`accepted_partitions`)."""
+def _accepted_rows(root: Path, path: Path, columns: list[str] | None, validated: bool) -> pa.Table:
     table = pq.read_table(path, columns=columns)
     rejected = quarantine_file(root, partition_name(path))
-    if read_verdict(root) is None or not rejected.exists():
+    if not validated or not rejected.exists():
         return table
     rows = pq.read_table(rejected, columns=["file_row_number"])["file_row_number"]
     keep = pc.invert(pc.is_in(pa.array(np.arange(table.num_rows)), value_set=rows.combine_chunks()))
     return table.filter(keep)
+
+
+def read_accepted(root: Path, path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One partition's accepted rows, in file order."""
+    return _accepted_rows(root, path, columns, read_verdict(root) is not None)
+
+
+def accepted_tables(root: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Each accepted partition's accepted rows, in (date, code) order, the verdict read once."""
+    _, files, validated = _view(root)
+    for path in files:
+        yield _accepted_rows(root, path, columns, validated)
 
 
 def write_ticks(
