@@ -22,7 +22,7 @@ from market.krx.dataset import connect, ticks_source
 from market.krx.sessions import per_day
 from market.synthetic.generator import DEFAULT_EDGE
 
-RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table
+RETURN_HORIZON_S = 300  # post-release return horizon of the by-cause table and plot
 PREDICTABILITY_HORIZONS_S = (10, 60, 300)
 AUC_HORIZON_S = 60  # continuation net of costs this long after the release, for the AUCs
 STRENGTH_S = 5  # post-release trade strength: the first seconds after the release
@@ -136,29 +136,6 @@ def _grid_and_limit_shares(con: duckdb.DuckDBPyConnection) -> tuple[float, float
     return float(on_tick_grid(trades).mean()), float(within_daily_limits(trades).mean()), len(trades)
 
 
-def post_release_returns(con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame) -> pd.DataFrame:
-    """Direction-signed log return from the auction price to the last trade RETURN_HORIZON_S after
-    each release (positive: the move continued, negative: it reverted)."""
-    released = vi_log.dropna(subset=["release_ts", "auction_price"]).copy()
-    if released.empty:
-        return released.assign(ret=[])
-    con.register("released", released[["stock_code", "release_ts", "auction_price", "direction"]])
-    later = con.execute(f"""
-        SELECT r.stock_code, r.release_ts, r.auction_price, r.direction,
-               (SELECT arg_max(t.price, t.timestamp) FROM ticks t
-                 WHERE t.stock_code = r.stock_code AND t.event_type = 'trade'
-                   AND t.timestamp > r.release_ts
-                   AND t.timestamp <= r.release_ts + INTERVAL {RETURN_HORIZON_S} SECOND) AS later_price
-        FROM released r
-    """).df()
-    merged = released.merge(
-        later[["stock_code", "release_ts", "later_price"]], on=["stock_code", "release_ts"]
-    )
-    merged = merged.dropna(subset=["later_price"])
-    merged["ret"] = merged["direction"] * np.log(merged["later_price"] / merged["auction_price"])
-    return merged
-
-
 _PREDICTABILITY_SQL = """
 WITH trades AS (
     SELECT stock_code, timestamp, price, volume, side FROM ticks
@@ -221,20 +198,22 @@ def _returns_summary(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def vi_predictability(
     con: duckdb.DuckDBPyConnection, vi_log: pd.DataFrame, instruments: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """How easy the market makes a VI: (returns, aucs).
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """How easy the market makes a VI: (per VI and horizon, returns, aucs).
 
-    ``returns``, by cause and horizon (10, 60, 300 s after the release): VIs, the mean return from
-    the auction price in the VI's direction gross and net of the round-trip cost, and the share
-    that continue net of costs (the base rate). ``aucs``: the AUC for that continuation at 60 s of
-    single observables known at the release (the auction price over the trigger, the indicative
-    price's drift in the auction, both signed in the VI's direction), of the trade strength of the
-    first 5 s after it (for the continuation from there), and of the latent drift (the synthetic
-    market's oracle, where the VI log has it)."""
+    ``per VI and horizon``: cause, horizon_s, the gross and net return from the auction price in
+    the VI's direction and whether it continues net of costs. ``returns``, by cause and horizon
+    (10, 60, 300 s after the release): VIs, the mean return gross and net of the round-trip cost
+    and its standard error, and the share that continue net of costs (the base rate). ``aucs``:
+    the AUC (and its standard error) for that continuation at 60 s of single observables known at
+    the release (the auction price over the trigger, the indicative price's drift in the auction,
+    both signed in the VI's direction), of the trade strength of the first 5 s after it (for the
+    continuation from there), and of the latent drift (the synthetic market's oracle, where the
+    VI log has it)."""
     released = vi_log.dropna(subset=["release_ts", "auction_price"]).reset_index(drop=True)
     empty = pd.DataFrame()
     if released.empty:
-        return empty, empty
+        return empty, empty, empty
     released = released.assign(key=np.arange(len(released)), day=released["trigger_ts"].dt.date)
     inst = instruments[["date", "stock_code", "market"]].rename(columns={"date": "day"})
     released = released.merge(inst, on=["day", "stock_code"], how="left")
@@ -265,10 +244,10 @@ def vi_predictability(
         if "cause" in released
         else pd.Series("unknown", index=released.index)
     )
-    parts = []
-    for h in PREDICTABILITY_HORIZONS_S:
-        gross = direction * (price[h].to_numpy(float) / auction - 1.0)
-        parts.append(pd.DataFrame({"cause": cause, "horizon_s": h, "gross": gross, "net": gross - cost}))
+    gross = {h: direction * (price[h].to_numpy(float) / auction - 1.0) for h in PREDICTABILITY_HORIZONS_S}
+    parts = [
+        pd.DataFrame({"cause": cause, "horizon_s": h, "gross": g, "net": g - cost}) for h, g in gross.items()
+    ]
     long = pd.concat(parts).dropna(subset=["gross"])
     long["continues"] = long["net"] > 0
     returns = pd.concat(
@@ -277,7 +256,7 @@ def vi_predictability(
             _returns_summary(long, ["horizon_s"]).assign(cause="all"),
         ]
     ).sort_values(["horizon_s", "cause"], ignore_index=True)
-    continues = direction * (price[AUC_HORIZON_S].to_numpy(float) / auction - 1.0) - cost > 0
+    continues = gross[AUC_HORIZON_S] - cost > 0
     later = direction * (
         price[STRENGTH_S + AUC_HORIZON_S].to_numpy(float) / price[STRENGTH_S].to_numpy(float) - 1.0
     )
@@ -303,7 +282,7 @@ def vi_predictability(
         {"measure": m, "kind": kind, **dict(zip(("auc", "se"), _auc(label, score), strict=True))}
         for (m, score, label), kind in zip(observables, kinds, strict=True)
     ]
-    return returns, pd.DataFrame(aucs)
+    return long, returns, pd.DataFrame(aucs)
 
 
 def _predictability_facts(
@@ -312,14 +291,22 @@ def _predictability_facts(
     instruments: pd.DataFrame,
     edge: str | None,
     tables: dict[str, pd.DataFrame],
+    series: dict[str, pd.DataFrame],
 ) -> list[Fact]:
     """The no-free-lunch targets, each widened by two standard errors of its sample. On a market
     generated with the default edge they must hold (the check fails otherwise); elsewhere they
-    show how far the data is from them."""
-    returns, aucs = vi_predictability(con, vi_log, instruments)
+    show how far the data is from them. Also the RETURN_HORIZON_S returns by cause, for the plot."""
+    per_vi, returns, aucs = vi_predictability(con, vi_log, instruments)
     enforced = edge == DEFAULT_EDGE
     facts = []
     if len(returns):
+        post = per_vi.loc[per_vi["horizon_s"] == RETURN_HORIZON_S, ["cause", "gross"]].rename(
+            columns={"gross": "ret"}
+        )
+        series["post_release"] = post
+        tables["post_release_by_cause"] = (
+            post.groupby("cause")["ret"].agg(["count", "mean", "std", "median"]).reset_index()
+        )
         tables["vi_predictability_returns"] = returns
         overall = returns[returns["cause"] == "all"].set_index("horizon_s")
         for h in overall.index:
@@ -453,18 +440,8 @@ def measure(root: Path) -> RealismResult:
         in_range = ((durations >= 120) & (durations <= 150))[~merged_into_close].mean()
         facts.append(Fact("VI durations within 120-150 s", float(in_range), 1, 1, invariant=True))
 
-    # post-release returns by cause
-    post = post_release_returns(con, vi_log)
-    if len(post):
-        cause = post["cause"].fillna("none") if "cause" in post else pd.Series("unknown", index=post.index)
-        post = post.assign(cause=cause)
-        series["post_release"] = post[["cause", "ret"]]
-        tables["post_release_by_cause"] = (
-            post.groupby("cause")["ret"].agg(["count", "mean", "std", "median"]).reset_index()
-        )
-
-    # how easy the market makes a VI: returns after the release, the base rate, single-feature AUCs
-    facts += _predictability_facts(con, vi_log, instruments, generated.get("edge"), tables)
+    # how easy the market makes a VI: returns after the release by cause, the base rate, AUCs
+    facts += _predictability_facts(con, vi_log, instruments, generated.get("edge"), tables, series)
 
     # invariants on every trade
     on_grid, within, n_trades = _grid_and_limit_shares(con)

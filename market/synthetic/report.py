@@ -76,7 +76,7 @@ def _figures(result: RealismResult) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.boxplot([pr.loc[pr["cause"] == c, "ret"] for c in causes], tick_labels=causes, showfliers=False)
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_ylabel("signed log return")
+        ax.set_ylabel("return from the auction price, signed")
         ax.set_title(f"Return {RETURN_HORIZON_S // 60} min after release, in the VI's direction, by cause")
         figs.append(("Post-release returns by cause", _png(fig)))
     return figs
