@@ -247,9 +247,7 @@ def test_stylized_facts_on_a_small_dataset(dataset):
     result = measure(dataset)
     facts = {f.name: f for f in result.facts}
     assert result.invariants_ok, [f for f in result.facts if f.invariant and not f.ok]
-    # fat tails (the sample excess kurtosis of a few thousand calm minutes scatters around its
-    # target of 2: the 30x4 market measures 8) and clustered volatility stay
-    assert facts["excess kurtosis of 1-minute returns"].value > 1
+    assert facts["excess kurtosis of 1-minute returns"].ok
     assert facts["autocorrelation of |1-min returns|, lag 1"].ok
     assert facts["median spread (ticks)"].ok
     assert facts["VIs per stock-year, all types (hot intensity)"].ok
@@ -320,9 +318,7 @@ def _assert_returns_unpredictable(result) -> None:
     for where in ("all minutes", "minutes away from VIs"):
         ac = facts[f"autocorrelation of 1-min returns, lag 1, {where}"]
         assert ac.low - tolerance <= ac.value <= ac.high + tolerance, (ac, tolerance)
-    # fat tails (the sample excess kurtosis of a few thousand calm minutes scatters around its
-    # target of 2: the 30x4 market measures 8) and clustered volatility stay
-    assert facts["excess kurtosis of 1-minute returns"].value > 1
+    assert facts["excess kurtosis of 1-minute returns"].ok
     assert facts["autocorrelation of |1-min returns|, lag 1"].ok
 
 
