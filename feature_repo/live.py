@@ -30,7 +30,7 @@ from feature_repo.features import (
     sequence_row,
 )
 from market import krx
-from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent
+from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, reason_direction
 from market.events.panels import panels_from_ticks
 from market.events.table import event_id, events_table
 from market.krx.schema import TICK_SCHEMA
@@ -74,7 +74,7 @@ class LiveFeaturePath:
         if row["event_type"] != "book":  # the detector reads no book rows
             ev = MarketEvent(
                 ts, code, row["event_type"], row["price"], row["volume"], row["side"],
-                row["vi_status"], row["vi_type"],
+                row["vi_status"], row["vi_type"], reason_direction(row["vi_reason"]),
             )  # fmt: skip
             for vi in self.detector.on_event(ev):
                 if not any(seen is vi for seen in self._vis[code]):  # a release returns its VI again

@@ -60,6 +60,13 @@ class MarketEvent:
     side: int  # SIDE_BUY, SIDE_SELL, SIDE_AUCTION (single-price print) or SIDE_UNKNOWN
     vi_status: int = -1  # -1: the source carries no VI flags
     vi_type: str = "none"
+    vi_direction: int = 0  # +1 up, -1 down where the feed publishes it (vi_reason), else 0
+
+
+def reason_direction(vi_reason: str) -> int:
+    """The direction a tick row's ``vi_reason`` (``static_up``, ``dynamic_down``, ...) publishes;
+    0 where it names none."""
+    return 1 if vi_reason.endswith("_up") else -1 if vi_reason.endswith("_down") else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +217,13 @@ class VIDetector:
         if not st.opened and trigger_ts <= st.open_us + RANDOM_END_US:
             # set off in the opening call, where the dynamic VI does not apply
             return "static", (1 if price >= st.static_ref else -1)
-        return infer_type(price, st.static_ref, dynamic_ref, self._dynamic_bp(st, trigger_ts))
+        vtype, direction = infer_type(price, st.static_ref, dynamic_ref, self._dynamic_bp(st, trigger_ts))
+        if vtype == "unknown" and st.last_price not in (NO_PRICE, price):
+            # inside both bands of the reference we estimated, so the estimate is off (whole-second
+            # stamps hide which prints of the trigger second came first): the order that set the VI
+            # off filled its in-band part on the way, so the auction's price lies past the last print
+            direction = 1 if price > st.last_price else -1
+        return vtype, direction
 
     def on_event(self, ev: MarketEvent) -> list[VIEvent]:
         """Returns the VIs that this event starts or releases (a started VI is returned again,
@@ -265,13 +278,17 @@ class VIDetector:
 
     def _on_flags(self, st: _State, ev: MarketEvent, single_price: bool) -> list[VIEvent]:
         if ev.vi_status == VI_STATUS_AUCTION and st.active is None:
-            trigger = (
-                ev.price if ev.event_type == "status" and ev.price > 0 else (st.last_price or st.static_ref)
-            )
+            # the halt's own price, or else the auction's first indicative price: it stands in for the
+            # unseen would-be execution price (the last print can lie on the far side of a whipsaw)
+            priced = ev.event_type in ("status", "indicative") and ev.price > 0
+            trigger = ev.price if priced else (st.last_price or st.static_ref)
             dyn = self._dynamic_ref(st, ev.ts)
             if ev.vi_type in ("static", "dynamic", "both"):
                 vtype = ev.vi_type
-                direction = 1 if trigger >= (st.static_ref if vtype != "dynamic" else dyn) else -1
+                # the feed's own direction where it has one: a whole-second feed cannot tell which
+                # prints of the trigger second came before the order that set the VI off
+                ref = st.static_ref if vtype != "dynamic" else dyn
+                direction = ev.vi_direction or (1 if trigger >= ref else -1)
             else:  # a feed that flags the halt but not its type (KIS H0STMKO0 without the REST record)
                 vtype, direction = self._type(st, trigger, ev.ts, dyn)
                 st.provisional = True

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, completed
+from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, completed, reason_direction
 from market.krx.dataset import accepted_tables, read_instruments, read_summary
 from market.krx.schema import TIMESTAMP
 
@@ -39,6 +39,7 @@ _DETECTOR_COLUMNS = [
     "side",
     "vi_status",
     "vi_type",
+    "vi_reason",
 ]
 
 
@@ -57,9 +58,12 @@ def replay(table: pa.Table, detector: VIDetector, use_flags: bool = True) -> lis
     cols = [table[c].to_pylist() for c in _DETECTOR_COLUMNS[1:6]]
     flags = table["vi_status"].to_pylist() if use_flags else [-1] * len(ts)
     types = table["vi_type"].to_pylist()
+    directions = [reason_direction(r) for r in table["vi_reason"].to_pylist()]
     out: list[VIEvent] = []
     for i, t in enumerate(ts):
-        ev = MarketEvent(t, cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], flags[i], types[i])
+        ev = MarketEvent(
+            t, cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], flags[i], types[i], directions[i]
+        )
         out += detector.on_event(ev)
     return out
 

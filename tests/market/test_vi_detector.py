@@ -17,7 +17,7 @@ from market import krx
 from market.events.detector import MarketEvent, StockDay, VIDetector
 from market.events.table import EVENT_SCHEMA, agreement, detect, events_table, load_stock_days
 from market.exchange.engine import BUY, SELL, Exchange, Instrument
-from market.krx.schema import check_table
+from market.krx.schema import SIDE_SELL, VI_STATUS_AUCTION, check_table
 from vicap.cli import app
 
 
@@ -85,6 +85,38 @@ def test_streaming_one_event_at_a_time():
                 krx.epoch_us(dt.datetime(2024, 3, 5, 9, tzinfo=krx.SEOUL)), "000660", "trade", 1, 1, 1
             )
         )
+
+
+def test_a_flagged_auction_without_its_status_row_takes_its_direction_from_the_first_indicative():
+    """A whipsaw (KIS stamps whole seconds; the book's VI code opens the auction): a dump prints
+    below the dynamic reference, then a buy order fires the VI upward within the same second. The
+    last print points down; the auction's first indicative price points the right way."""
+    day = dt.date(2024, 3, 5)
+    t0 = krx.epoch_us(dt.datetime(2024, 3, 5, 9, 21, 14, tzinfo=krx.SEOUL))
+    detector = VIDetector({("005930", day): StockDay(day, "KOSPI", True, 10_000)})
+    for ts, price in ((t0 - 60_000_000, 10_000), (t0, 10_000), (t0 + 1_000_000, 9_950)):
+        detector.on_event(MarketEvent(ts, "005930", "trade", price, 10, SIDE_SELL, 0))
+    indicative = MarketEvent(
+        t0 + 1_000_000, "005930", "indicative", 10_350, 10, 0, VI_STATUS_AUCTION, "dynamic"
+    )
+    (vi,) = detector.on_event(indicative)
+    assert (vi.vi_type, vi.direction, vi.trigger_price, vi.dynamic_ref) == ("dynamic", 1, 10_350, 10_000)
+
+
+def test_a_vi_inside_the_estimated_bands_takes_its_direction_from_the_last_print():
+    """Whole-second stamps (a KIS recording without the VI-status REST record): the price rose
+    within the trigger second, then a sell order fired a VI down from the top. The reference the
+    detector can estimate (the last print of an earlier second) puts the auction's price inside
+    both bands, so the type is unknown; the direction is from the last print, which the
+    triggering order's in-band fills left above the auction's price."""
+    day = dt.date(2024, 3, 5)
+    sec = krx.epoch_us(dt.datetime(2024, 3, 5, 10, 25, 53, tzinfo=krx.SEOUL))
+    detector = VIDetector({("005930", day): StockDay(day, "KOSPI", True, 10_000)})
+    for ts, price in ((sec - 60_000_000, 10_000), (sec, 10_350), (sec, 10_330)):
+        detector.on_event(MarketEvent(ts, "005930", "trade", price, 10, SIDE_SELL, 0))
+    # 3.2% under the top, 0.2% over the estimated reference
+    (vi,) = detector.on_event(MarketEvent(sec, "005930", "indicative", 10_020, 10, 0, VI_STATUS_AUCTION))
+    assert (vi.vi_type, vi.direction, vi.dynamic_ref) == ("unknown", -1, 10_000)
 
 
 def test_events_cli(dataset, tmp_path):
