@@ -41,25 +41,29 @@ class Edge:
     """How predictable a VI's aftermath is: the synthetic market's named knob (`--edge`).
 
     ``auction_pull`` and ``auction_reach`` set how much of the latent move a VI auction discovers:
-    how far toward the fair value the liquidity providers quote (0.35 is their pull in continuous
-    trading: the call then uncrosses short of it and the release walks the rest, in plain sight)
-    and how many ticks past the touch informed traders bid. ``drift`` scales the latent
-    continuation after a shock's jump (each cause's mean and spread) and ``drift_s`` bounds how
-    long it lasts. Synthetic results measure the pipeline, not the market: ``high`` is for
-    pipeline tests that need a strong signal."""
+    how far toward the fair value the liquidity providers quote (at 0.35, the call uncrosses well
+    short of it) and how many ticks past the touch informed traders bid. ``shock_pull`` is the
+    liquidity providers' pull in continuous trading while a shock plays out (by default the calm
+    ``ANCHOR_PULL``; at 0.35 the release walks the rest of the move slowly, in plain sight).
+    ``drift`` scales the latent continuation after a shock's jump (each cause's mean and spread)
+    and ``drift_s`` bounds how long it lasts. Synthetic results measure the pipeline, not the
+    market: ``high`` is for pipeline tests that need a strong signal."""
 
     auction_pull: float
     auction_reach: int
+    shock_pull: float
     drift: float
     drift_s: tuple[float, float]
 
 
 EDGES = {
     # the default: the auction finds most of the fair value, a little drift is left, by cause
-    "low": Edge(auction_pull=1.0, auction_reach=100, drift=0.1, drift_s=(60.0, 300.0)),
+    "low": Edge(
+        auction_pull=1.0, auction_reach=100, shock_pull=sk.ANCHOR_PULL, drift=0.1, drift_s=(60.0, 300.0)
+    ),
     # before issue 13: the release walks the rest of the jump and the drift runs for minutes
     "high": Edge(
-        auction_pull=sk.ANCHOR_PULL, auction_reach=sk.INFORMED_REACH, drift=1.0, drift_s=(120.0, 900.0)
+        auction_pull=0.35, auction_reach=sk.INFORMED_REACH, shock_pull=0.35, drift=1.0, drift_s=(120.0, 900.0)
     ),
 }
 DEFAULT_EDGE = "low"
@@ -252,7 +256,8 @@ def stock_parameters(
     p[sk.P_SIGMA] = spec.daily_vol / np.sqrt(6.5 * 3600)
     p[sk.P_BETA] = spec.beta
     p[sk.P_NOISE_RATE] = spec.activity
-    p[sk.P_INFORMED_RATE] = 0.3 + 0.2 * spec.activity
+    p[sk.P_INFORMED_RATE] = 0.3 + 1.5 * spec.activity
+    p[sk.P_SHOCK_INFORMED_RATE] = 3.0 * (0.3 + 0.6 * spec.activity)
     p[sk.P_MOMENTUM_RATE] = 0.5 + 0.3 * spec.activity
     lot = _round_lot(base_price)
     p[sk.P_LOT] = lot
@@ -261,10 +266,12 @@ def stock_parameters(
     tick_bp = krx.tick_size(base_price, spec.market, day) / base_price * 1e4
     p[sk.P_LP_HALF] = int(min(4, (25.0 / np.sqrt(spec.activity)) / (2 * tick_bp)))
     p[sk.P_GAP] = rng.normal(0, 0.01)
-    p[sk.P_VOL_OF_VOL] = 0.05
-    p[sk.P_INFORMED_EDGE] = 0.004
+    p[sk.P_VOL_OF_VOL] = 0.04
+    p[sk.P_INFORMED_EDGE] = 0.0003
+    p[sk.P_SHOCK_INFORMED_EDGE] = 0.004
     p[sk.P_AUCTION_PULL] = edge.auction_pull
     p[sk.P_AUCTION_REACH] = edge.auction_reach
+    p[sk.P_SHOCK_PULL] = edge.shock_pull
     return p
 
 

@@ -4,8 +4,10 @@ exchange kernels (the same KRX mechanics every other part of vicap uses).
 A latent fair value F(t) moves with a market-wide factor, stochastic idiosyncratic volatility and
 the planned moves of shock episodes (news, disclosure, program flow, panic). Participants:
 - liquidity providers quote a 10-level ladder around F and pull back (wider, thinner) in shocks;
-- noise traders place and cancel limit orders near the touch, some market orders;
-- informed traders trade toward F when the price lags it;
+- noise traders place and cancel limit orders near the touch, some market orders, and pull the
+  orders a news-fast move of F leaves on the wrong side of the book;
+- informed traders trade toward F when the price lags it (at a few bp in calm times; in a shock fewer
+  know and only a large mispricing is worth their trade);
 - momentum traders chase 30-second moves;
 - program traders send the stock's leg of market-wide basket orders (pressure in one direction);
 - panicking retail sellers dump during a panic episode.
@@ -56,8 +58,11 @@ EPISODE_MARGIN_S = 150.0  # a VI this long after an episode's plan ends is still
     P_INFORMED_EDGE,
     P_AUCTION_PULL,
     P_AUCTION_REACH,
-) = range(13)
-P_COLS = 13
+    P_SHOCK_INFORMED_RATE,
+    P_SHOCK_INFORMED_EDGE,
+    P_SHOCK_PULL,
+) = range(16)
+P_COLS = 16
 
 # ---- overlay columns written beside the engine's rows
 (OV_PROGRAM_NET, OV_INSTITUTION, OV_FOREIGN, OV_INDIVIDUAL, OV_NEWS, OV_DISCLOSURE) = range(6)
@@ -66,11 +71,14 @@ OV_COLS = 6
 STATUS_OK, STATUS_NEED_ROOM = 0, 1
 LP_LEVELS = 10
 LP_SLOTS = 24
-ANCHOR_PULL = 0.35
+ANCHOR_PULL = 0.6
+VOL_PERSISTENCE = 0.995  # per-second AR(1) of log volatility: clusters that last minutes
 INFORMED_REACH = 2
 BUSY_SURGE = 4.0  # participant flow multiplier while a shock plays out or a VI runs
 CLOSING_CALL_S = 6 * 3600 + 50 * 60  # 15:20, in seconds after 08:30
 NOISE_RING = 512
+STALE_TICKS = 3
+FAST_MOVE = 0.002  # a fair-value move per second that traders read as news (calm: ~0.02%)
 
 
 @njit(cache=True)
@@ -228,19 +236,42 @@ def _noise_traders(ex, t, P, noise_ring, noise_pos, true_flow, a_idx, rate, cont
 
 
 @njit(cache=True)
+def _pull_stale_orders(ex, t, noise_ring, noise_pos, a_idx):
+    """Noise traders pull the orders a move of the anchor has left on its wrong side (bids above
+    it, asks below it, by more than STALE_TICKS): news empties the near side of a real book in
+    seconds, where a stale wall would let the price grind toward the news for minutes and trend at
+    the minute scale. False when a buffer is full."""
+    O = ex[3]
+    for i in range(min(noise_pos, NOISE_RING)):
+        oid = noise_ring[i]
+        if oid < 0 or O[oid, k.O_LIVE] != 1:
+            continue
+        idx = O[oid, k.O_IDX]
+        if (idx > a_idx + STALE_TICKS) if O[oid, k.O_SIDE] == 0 else (idx < a_idx - STALE_TICKS):
+            _, _, ok = _submit(ex, t, k.K_CANCEL, 0, 0, 0, oid)
+            if not ok:
+                return False
+    return True
+
+
+@njit(cache=True)
 def _informed_traders(ex, t, P, fair, f_idx, bb, ba, active, in_vi, true_flow, lot, dt_s):
     """Trade toward the fair value when the touch lags it, a few ticks through the touch at most
     (in a VI auction as far as the edge setting lets them); False when a buffer is full."""
     grid = ex[5]
     n = grid.shape[0]
-    edge = P[P_INFORMED_EDGE]
+    # in calm times informed money keeps prints near F (efficient prices, no trending mid-quote); in
+    # a shock fewer of them know, and only a large mispricing is worth trading
+    if active >= 0:
+        edge, rate = P[P_SHOCK_INFORMED_EDGE], P[P_SHOCK_INFORMED_RATE]
+    else:
+        edge, rate = P[P_INFORMED_EDGE], P[P_INFORMED_RATE]
     want = 0
     if ba < n and grid[ba] < fair * (1.0 - edge):
         want = 1
     elif bb >= 0 and grid[bb] > fair * (1.0 + edge):
         want = -1
     if want != 0:
-        rate = P[P_INFORMED_RATE] * (3.0 if active >= 0 else 1.0)
         for _ in range(np.random.poisson(rate * dt_s)):
             size = _lot(lot * np.random.uniform(2.0, 10.0), lot)
             # a few ticks through the touch at most: informed money climbs, it does not sweep
@@ -339,6 +370,10 @@ def simulate_stock_day(
     lp_slots = np.full((2, LP_SLOTS), -1, dtype=np.int64)  # the same orders as a short list
     noise_ring = np.full(NOISE_RING, -1, dtype=np.int64)
     noise_pos = 0
+    pulled_at = -1  # the anchor at the last pull of stale orders
+    fair_sec = 0.0  # the fair value at the start of the previous second
+    fast = False  # the fair value moved like news over the last second
+    last_sec_fast = -1
     true_flow = np.zeros(3, dtype=np.int64)  # institution, foreign, individual (aggressor nets)
     published = np.zeros(3, dtype=np.int64)
     n_pub = 0
@@ -364,7 +399,7 @@ def simulate_stock_day(
         continuous = phase == k.PH_CONTINUOUS
         # ---- latent fair value
         if sec != last_sec:
-            log_vol = 0.97 * log_vol + P[P_VOL_OF_VOL] * np.random.standard_normal()
+            log_vol = VOL_PERSISTENCE * log_vol + P[P_VOL_OF_VOL] * np.random.standard_normal()
             last_sec = sec
             last_sec_price[sec % 40] = S[k.S_LAST_PRICE] if S[k.S_LAST_PRICE] > 0 else base_price
         m = mkt[min(sec, mkt.shape[0] - 1)] * STEP_US / 1e6
@@ -373,15 +408,20 @@ def simulate_stock_day(
             + P[P_SIGMA] * np.exp(log_vol) * np.sqrt(STEP_US / 1e6) * np.random.standard_normal()
         )
         fair = base_price * np.exp(v + _plan(epi, t_s))
+        if sec != last_sec_fast:
+            fast = fair_sec > 0 and abs(np.log(fair / fair_sec)) > FAST_MOVE
+            fair_sec = fair
+            last_sec_fast = sec
         f_idx = min(max(np.searchsorted(grid, fair), 0), n - 1)
         # liquidity providers and noise traders see prints, not F: they quote between the two; in a
-        # VI auction, as far toward F as the market's edge setting lets the call discover it
+        # VI auction and while a shock plays out, as far toward F as the market's edge setting lets
+        # the call and the release discover it
         last = S[k.S_LAST_PRICE]
         in_vi = S[k.S_VI_ACTIVE] == 1
-        pull = P[P_AUCTION_PULL] if in_vi else ANCHOR_PULL
+        active = _active_episode(epi, t_s)
+        pull = P[P_AUCTION_PULL] if in_vi else (P[P_SHOCK_PULL] if active >= 0 else ANCHOR_PULL)
         anchor = fair if last <= 0 else np.exp(np.log(last) + pull * (np.log(fair) - np.log(last)))
         a_idx = min(max(np.searchsorted(grid, anchor), 0), n - 1)
-        active = _active_episode(epi, t_s)
         # around a shock the crowd piles in and the feed publishes every book change, as KRX does
         busy = active >= 0 or in_vi
         S[k.S_EMIT_BOOK] = 1 if busy else 0
@@ -400,6 +440,10 @@ def simulate_stock_day(
         if not _liquidity_providers(ex, t, P, lp_order, lp_slots, a_idx, withdraw, continuous, lot):
             return STATUS_NEED_ROOM
         rate = P[P_NOISE_RATE] * u * surge * dt_s
+        if fast and continuous and a_idx != pulled_at:
+            if not _pull_stale_orders(ex, t, noise_ring, noise_pos, a_idx):
+                return STATUS_NEED_ROOM
+            pulled_at = a_idx
         ok, noise_pos = _noise_traders(
             ex, t, P, noise_ring, noise_pos, true_flow, a_idx, rate, continuous, lot
         )

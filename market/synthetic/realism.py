@@ -30,6 +30,7 @@ STRENGTH_S = 5  # post-release trade strength: the first seconds after the relea
 # costs, and no single observable known at the release decides the outcome
 NO_FREE_LUNCH = (-np.inf, 0.0)
 SINGLE_FEATURE_AUC = (0.3, 0.7)
+MIN_PER_CLASS = 10  # VIs that continue and VIs that do not, before an AUC is measured
 ORACLE_MARGIN = 0.05  # the oracle stays clearly above what the observables give
 # VIs per stock-year: about 5 in a normal market (a few to 20 by name), far more in "hot" data
 VI_RATE_RANGE = {"normal": (1.0, 20.0), "hot": (50.0, 5_000.0), None: (0.5, 5_000.0)}
@@ -185,13 +186,15 @@ LEFT JOIN indicative i ON i.key = v.key LEFT JOIN strength s ON s.key = v.key
 
 
 def _auc(label: np.ndarray, score: np.ndarray) -> tuple[float, float]:
-    """(AUC, its standard error by Hanley and McNeil's approximation); NaN without both classes."""
+    """(AUC, its standard error by Hanley and McNeil's approximation); NaN unless each outcome
+    occurs MIN_PER_CLASS times (with a handful of VIs, a perfect AUC is luck and its standard
+    error by the approximation is 0)."""
     from sklearn.metrics import roc_auc_score
 
     ok = np.isfinite(score)
     label, score = label[ok], score[ok]
     pos, neg = int(label.sum()), int(len(label) - label.sum())
-    if not pos or not neg:
+    if min(pos, neg) < MIN_PER_CLASS:
         return np.nan, np.nan
     a = float(roc_auc_score(label, score))
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
@@ -332,13 +335,17 @@ def _predictability_facts(
                     f"mean return {h} s after a VI's release, in its direction, net of costs",
                     float(row["mean_net"]),
                     -np.inf,
-                    NO_FREE_LUNCH[1] + 2 * float(np.nan_to_num(row["se_mean"])),
+                    # a single VI has no standard error: its return is shown, not held to a bound
+                    NO_FREE_LUNCH[1] + 2 * float(np.nan_to_num(row["se_mean"], nan=np.inf)),
                     invariant=enforced,
                 )
             )
     if len(aucs):
         tables["vi_predictability_auc"] = aucs
-        observable = aucs[aucs["kind"] == "observable"].sort_values("auc").iloc[-1]
+    # an AUC needs both outcomes among the VIs (not so among a normal market's few VIs)
+    observables = aucs[(aucs["kind"] == "observable") & aucs["auc"].notna()] if len(aucs) else aucs
+    if len(observables):
+        observable = observables.sort_values("auc").iloc[-1]
         facts.append(
             Fact(
                 f"best single-observable AUC, {AUC_HORIZON_S}-s continuation ({observable['measure']})",
