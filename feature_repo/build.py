@@ -185,9 +185,8 @@ def build(
     tables[CONTEXT_TABLE] = pa.Table.from_pandas(ctx, preserve_index=False)
     for name, table in tables.items():  # tables holds FEAST_TABLES
         pq.write_table(table, features_dir / f"{name}.parquet")
-    label_table = labels.build_labels(
-        dataset, decisions_frame(built), _causes(dataset, events), brokerage_rate
-    )
+    causes, drifts = _ground_truth(dataset, events)
+    label_table = labels.build_labels(dataset, decisions_frame(built), causes, brokerage_rate, drifts)
     pq.write_table(label_table, labels_dir / f"{LABEL_TABLE}.parquet")
     failed: list[str] = []
     docs = None
@@ -206,12 +205,16 @@ def build(
     )
 
 
-def _causes(dataset: Path, events: pa.Table) -> dict[str, str | None]:
+def _ground_truth(dataset: Path, events: pa.Table) -> tuple[dict[str, str | None], dict[str, float]]:
+    """Each event's cause and latent drift from the VI log, where it carries them (synthetic data)."""
     log_path = dataset / "vi_log.parquet"
     if not log_path.exists():
-        return {}
+        return {}, {}
     log = pq.read_table(log_path)
     if "cause" not in log.column_names:
-        return {}
+        return {}, {}
+    matches = match_log(events, log, log_tolerance_s(dataset))
     # a logged VI without a cause rose from ordinary flow: "none" (known), unlike an unmatched VI (null)
-    return {e: r["cause"] or "none" for e, r in match_log(events, log, log_tolerance_s(dataset)).items()}
+    causes = {e: r["cause"] or "none" for e, r in matches.items()}
+    drifts = {e: r["latent_drift"] for e, r in matches.items() if r.get("latent_drift") is not None}
+    return causes, drifts

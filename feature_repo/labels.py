@@ -5,7 +5,7 @@ forward returns at 10/30/60/300 s (last trade before decision + h), whether a tr
 direction (continuation, 추세 지속) or against it (rebound, 되돌림) beat the round-trip cost
 (brokerage both sides plus the sell tax), the maximum adverse excursion of a continuation trade,
 the best entry second 0-9 of the event, and the VI's cause where the exchange log carries one
-(the synthetic market's ground truth).
+and its latent drift (the synthetic market's ground truth: what the models' oracle rows use).
 """
 
 from __future__ import annotations
@@ -61,7 +61,11 @@ def _prices(ticks_root: Path, decisions: pd.DataFrame) -> pd.DataFrame:
 
 
 def label_rows(
-    decisions: pd.DataFrame, prices: pd.DataFrame, causes: dict[str, str | None], brokerage_rate: float
+    decisions: pd.DataFrame,
+    prices: pd.DataFrame,
+    causes: dict[str, str | None],
+    brokerage_rate: float,
+    latent_drift: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """``decisions``: event_id, decision_offset_s, stock_code, event_timestamp, direction, market,
     day, release_price; ``prices``: from :func:`_prices`. Pure."""
@@ -96,6 +100,7 @@ def label_rows(
     out["best_entry_s"] = _best_offset(d, signed)
     out["best_entry_rebound_s"] = _best_offset(d, -signed)
     out["cause"] = d["event_id"].map(causes).astype("string")
+    out["latent_drift"] = d["event_id"].map(latent_drift or {}).astype(float)
     return out
 
 
@@ -107,7 +112,11 @@ def _best_offset(d: pd.DataFrame, signed_price: pd.Series) -> np.ndarray:
 
 
 def build_labels(
-    ticks_root: Path, decisions: pd.DataFrame, causes: dict[str, str | None], brokerage_rate: float
+    ticks_root: Path,
+    decisions: pd.DataFrame,
+    causes: dict[str, str | None],
+    brokerage_rate: float,
+    latent_drift: dict[str, float] | None = None,
 ) -> pa.Table:
-    frame = label_rows(decisions, _prices(ticks_root, decisions), causes, brokerage_rate)
+    frame = label_rows(decisions, _prices(ticks_root, decisions), causes, brokerage_rate, latent_drift)
     return pa.Table.from_pandas(frame, preserve_index=False)
