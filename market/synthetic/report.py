@@ -18,7 +18,8 @@ from scipy import stats
 from market.synthetic.realism import RETURN_HORIZON_S, RealismResult
 
 
-def _png(fig) -> str:
+def figure_png(fig) -> str:
+    """A matplotlib figure as base64 PNG for an <img> of a self-contained page (closes it)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -37,7 +38,7 @@ def _figures(result: RealismResult) -> list[tuple[str, str]]:
         ax.set_ylim(1e-2, heights.max() * 3)
         ax.legend()
         ax.set_title("Heavy tails: 1-minute returns (log density)")
-        figs.append(("Return distribution", _png(fig)))
+        figs.append(("Return distribution", figure_png(fig)))
     if "abs_return_acf" in s:
         a = s["abs_return_acf"]
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -45,7 +46,7 @@ def _figures(result: RealismResult) -> list[tuple[str, str]]:
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("lag (minutes)")
         ax.set_title("Volatility clustering: autocorrelation of |returns|")
-        figs.append(("Volatility clustering", _png(fig)))
+        figs.append(("Volatility clustering", figure_png(fig)))
     if "volume_profile" in s:
         p = s["volume_profile"]
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -53,14 +54,14 @@ def _figures(result: RealismResult) -> list[tuple[str, str]]:
         ax.bar(labels, p["share"])
         ax.tick_params(axis="x", rotation=60)
         ax.set_title("Intraday volume per minute, by half hour (U-shape)")
-        figs.append(("Intraday volume", _png(fig)))
+        figs.append(("Intraday volume", figure_png(fig)))
     if "spread_ticks" in s:
         t = s["spread_ticks"]["ticks"].to_numpy()
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.hist(np.clip(t, 0, 10), bins=np.arange(0.5, 11.5, 1), rwidth=0.8)
         ax.set_xlabel("spread (ticks, 10 = 10 or more)")
         ax.set_title("Quoted spread in continuous trading")
-        figs.append(("Spreads", _png(fig)))
+        figs.append(("Spreads", figure_png(fig)))
     if "vi_durations" in s and len(s["vi_durations"]):
         d = s["vi_durations"]["seconds"].to_numpy()
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -69,7 +70,7 @@ def _figures(result: RealismResult) -> list[tuple[str, str]]:
         ax.legend()
         ax.set_xlabel("seconds from trigger to release")
         ax.set_title("VI durations")
-        figs.append(("VI durations", _png(fig)))
+        figs.append(("VI durations", figure_png(fig)))
     if "post_release" in s and len(s["post_release"]):
         pr = s["post_release"]
         causes = sorted(pr["cause"].unique())
@@ -78,7 +79,7 @@ def _figures(result: RealismResult) -> list[tuple[str, str]]:
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel("return from the auction price, signed")
         ax.set_title(f"Return {RETURN_HORIZON_S // 60} min after release, in the VI's direction, by cause")
-        figs.append(("Post-release returns by cause", _png(fig)))
+        figs.append(("Post-release returns by cause", figure_png(fig)))
     return figs
 
 
