@@ -1,8 +1,16 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import features, generation, kis_ingest, matching, slicing, validation
+from bench import features, generation, kis_ingest, matching, slicing, training, validation
 
-BENCHMARKS = [matching.main, generation.main, slicing.main, validation.main, kis_ingest.main, features.main]
+BENCHMARKS = [
+    matching.main,
+    generation.main,
+    slicing.main,
+    validation.main,
+    kis_ingest.main,
+    features.main,
+    training.main,
+]
 
 for bench in BENCHMARKS:
     bench()

@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from vicap.settings import DataPaths
 
 # Keep Ray and BentoML quiet and offline in every test process.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# registered models go to a BentoML model store of the test session's own (read when bentoml loads)
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="vicap-test-bentoml-"))
 
 
 @pytest.fixture
@@ -60,3 +65,34 @@ def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "raw"
     generate(out, jobs=1, **SYNTHETIC_ARGS)
     return out
+
+
+BROKERAGE = 0.00015
+
+
+@pytest.fixture(scope="session")
+def built(dataset, tmp_path_factory) -> DataPaths:
+    """The session dataset's events, features and labels under a data root of their own."""
+    from feature_repo.build import build
+    from market.events.table import write_events
+
+    paths = DataPaths(tmp_path_factory.mktemp("features_root"))
+    write_events(dataset, paths.events.parent)
+    report = build(
+        dataset, paths.events, paths.features, paths.labels, paths.reports / "validation", BROKERAGE
+    )
+    assert report.failed == [] and report.decisions == 10 * report.released > 0
+    return paths
+
+
+@pytest.fixture(scope="session")
+def applied(built) -> DataPaths:
+    """``built``, registered with Feast and materialized into the embedded SQLite online store."""
+    from feature_repo import store
+    from vicap.features_cmd import stamped_range
+
+    s = store.open_store(built.feast)
+    store.apply(s, built.features)
+    start, end = stamped_range(built.features)
+    store.materialize(s, start, end + dt.timedelta(seconds=1))
+    return built

@@ -240,6 +240,75 @@ def _parse_time(text: str):
     return value if value.tzinfo else value.replace(tzinfo=SEOUL)
 
 
+_SERVICE_HELP = "feature service: vi_rebound_v1 (all features) or vi_rebound_live_v1 (what KIS live supplies)"
+_PURGE_HELP = "trading days left out between train, validation and test"
+
+
+@app.command()
+def train(
+    model: str = typer.Option("transformer", help="transformer | lstm | lightgbm"),
+    service: str = typer.Option("vi_rebound_v1", help=_SERVICE_HELP),
+    epochs: int = typer.Option(8, min=1, help="most epochs (early stopping on the validation loss)"),
+    purge_days: int = typer.Option(1, min=0, help=_PURGE_HELP),
+    name: str = typer.Option(None, help="Ray Train run name (the same name resumes its checkpoints)"),
+    ray_address: str = typer.Option(None, help="Ray cluster to train on; default VICAP_RAY_ADDRESS"),
+) -> None:
+    """Fit a model on the data root's Feast dataset (last walk-forward fold; neural models with
+    Ray Train's TorchTrainer, checkpoints under training/), calibrate it on the validation days and
+    register it in the BentoML model store."""
+    from vicap.settings import get_settings
+    from vicap.train_cmd import run_train
+
+    settings = get_settings()
+    address = ray_address or settings.ray_address
+    raise typer.Exit(run_train(model, service, epochs, purge_days, address, name, settings))
+
+
+@app.command()
+def tune(
+    samples: int = typer.Option(8, "--samples", min=1, help="number of trials"),
+    model: str = typer.Option("transformer", help="transformer | lstm"),
+    service: str = typer.Option("vi_rebound_v1", help=_SERVICE_HELP),
+    epochs: int = typer.Option(6, min=1, help="most epochs per trial (ASHA stops the weak ones early)"),
+    purge_days: int = typer.Option(1, min=0, help=_PURGE_HELP),
+    ray_address: str = typer.Option(None, help="Ray cluster to run the trials on; default VICAP_RAY_ADDRESS"),
+) -> None:
+    """Sweep learning rate, width, depth, dropout and loss weights (Ray Tune: Optuna + ASHA, each
+    trial a TorchTrainer); write the trial table under reports/model/ and register the best."""
+    from vicap.settings import get_settings
+    from vicap.train_cmd import run_tune
+
+    settings = get_settings()
+    address = ray_address or settings.ray_address
+    raise typer.Exit(run_tune(model, samples, service, epochs, purge_days, address, settings))
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option(..., help="registered model, NAME or NAME:VERSION (`vicap models list`)"),
+    data_dir: Path = typer.Option(None, help="built data root to score on; default VICAP_DATA_DIR"),
+    purge_days: int = typer.Option(1, min=0, help=_PURGE_HELP),
+) -> None:
+    """Score a registered model on the test period of a data root beside the base rate, a logistic
+    regression, LightGBM and (synthetic data) the oracles; write reports/model/metrics.json and
+    index.html."""
+    from vicap.train_cmd import run_evaluate
+
+    raise typer.Exit(run_evaluate(model, data_dir, purge_days))
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The registered models (BentoML model store).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The registered vicap models, newest first."""
+    from vicap.train_cmd import run_models_list
+
+    raise typer.Exit(run_models_list())
+
+
 @app.command()
 def rules() -> None:
     """Print and self-check the KRX rules (ticks, limits, VI bands, taxes, calendar)."""
