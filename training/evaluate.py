@@ -1,9 +1,10 @@
 """Scores of models on out-of-time test rows, each with a bootstrap confidence interval over VI
 events (the ten decisions of one VI are not independent samples, so whole events are resampled).
 
-Per continuation horizon: ROC AUC, PR AUC, Brier score, accuracy beside the base rate's; the
-correlation of the expected return with the realised one; entry-second accuracy (exact, within
-1 s); the cause's macro-F1 and confusion matrix; AUC at the main horizon by cause and by VI type.
+Per horizon: the continuation head's ROC AUC, PR AUC, Brier score and accuracy beside the base
+rate's, the rebound head's ROC AUC, the correlation of the expected return with the realised one;
+entry-second accuracy (exact, within 1 s); the cause's macro-F1 and confusion matrix; AUC at the
+main horizon by cause and by VI type.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def metric_functions(base_rates: np.ndarray) -> dict[str, Callable[[dict, Predic
             (y["continuation"][:, j] == float(base_rates[j] > 0.5)).mean()
         )
         fns[f"return_corr_{h}s"] = lambda y, p, j=j: _corr(p.ret_dir[:, j], y["ret_dir"][:, j])
+        fns[f"rebound_roc_auc_{h}s"] = lambda y, p, j=j: _auc(y["rebound"][:, j], p.rebound[:, j])
     fns["entry_exact"] = lambda y, p: float((p.entry.argmax(1) == y["entry"]).mean())
     fns["entry_within_1s"] = lambda y, p: float((np.abs(p.entry.argmax(1) - y["entry"]) <= 1).mean())
 

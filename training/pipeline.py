@@ -93,6 +93,7 @@ def metrics_table(result: dict, names: list[str] | None = None) -> pd.DataFrame:
     """Rows: models; columns: the headline metrics as 'value [lo, hi]'."""
     headline = [f"roc_auc_{h}s" for h in HORIZONS_S] + [
         "pr_auc_60s", "brier_60s", "accuracy_60s", "base_accuracy_60s", "return_corr_60s",
+        "rebound_roc_auc_60s",
         "entry_exact", "entry_within_1s", "cause_macro_f1",
     ]  # fmt: skip
     rows = []

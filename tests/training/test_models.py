@@ -76,6 +76,8 @@ def test_calibrated_probabilities_and_scores_with_intervals(planted_set):
     table = score(pred, test, train.targets()["continuation"].mean(0), bootstrap=60).set_index("metric")
     auc = table.loc["roc_auc_60s"]
     assert auc["lo"] <= auc["value"] <= auc["hi"] and auc["hi"] - auc["lo"] > 0.0
+    # the rebound head learns the same signal from the other side
+    assert table.loc["rebound_roc_auc_60s", "value"] > 0.65
     # the calibrated model's Brier score beats the base rate's on the same rows
     base = score(BaseRate().fit(train, val).predict(test), test, train.targets()["continuation"].mean(0), 0)
     assert table.loc["brier_60s", "value"] < base.set_index("metric").loc["brier_60s", "value"]
