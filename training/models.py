@@ -88,8 +88,12 @@ class Model:
         self.normalizer = Normalizer.fit(train)
         self._fit(train, validation)
         if self.calibrated and len(validation):
-            self.calibration = Calibration.fit(self._predict(validation), validation)
+            self.calibrate(validation)
         return self
+
+    def calibrate(self, validation: VIDataset) -> None:
+        """Fit the binary heads' calibration on ``validation`` (after the weights are final)."""
+        self.calibration = Calibration.fit(self._predict(validation), validation)
 
     def predict(self, ds: VIDataset) -> Predictions:
         return self.calibration.apply(self._predict(ds))

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from training.dataset import Normalizer, VIDataset
-from training.models import Calibration
 from training.nets import NetConfig
 from training.neural import NeuralModel, TrainConfig, build_net, run_epochs, split_tensors
 
@@ -175,7 +174,7 @@ def fit_with_ray(
         result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     )
     _load_best(model, result, train.channels)
-    model.calibration = Calibration.fit(model._predict(validation), validation)
+    model.calibrate(validation)
     return model
 
 
@@ -256,5 +255,5 @@ def tune(
     chosen = NeuralModel(net, tr)
     chosen.normalizer = model.normalizer
     _load_best(chosen, best, train.channels)
-    chosen.calibration = Calibration.fit(chosen._predict(validation), validation)
+    chosen.calibrate(validation)
     return table, chosen

@@ -13,16 +13,11 @@ from vicap.settings import Settings, get_settings
 console = Console()
 
 
-def _quiet() -> None:
+def _read(settings: Settings, service: str):
+    from training.pipeline import read
     from vicap.features_cmd import _quiet_feast
 
     _quiet_feast()
-
-
-def _read(settings: Settings, service: str):
-    from training.pipeline import read
-
-    _quiet()
     t0 = time.perf_counter()
     ds = read(settings, service)
     console.print(
