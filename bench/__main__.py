@@ -1,6 +1,6 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import features, generation, kis_ingest, matching, slicing, training, validation
+from bench import backtest, features, generation, kis_ingest, matching, slicing, training, validation
 
 BENCHMARKS = [
     matching.main,
@@ -10,6 +10,7 @@ BENCHMARKS = [
     kis_ingest.main,
     features.main,
     training.main,
+    backtest.main,
 ]
 
 for bench in BENCHMARKS:

@@ -310,6 +310,54 @@ def models_list() -> None:
 
 
 @app.command()
+def backtest(
+    strategy: list[str] = typer.Option(
+        None, help="buy-and-hold | rule-momentum | rule-rebound | model (repeatable)"
+    ),
+    compare: bool = typer.Option(
+        False, "--compare", help="every rule strategy, and the model one with --model"
+    ),
+    model: str = typer.Option(None, help="registered model for the model strategy (NAME[:VERSION])"),
+    data_dir: Path = typer.Option(None, help="data root (default VICAP_DATA_DIR)"),
+    start: str = typer.Option(None, "--from", help="first day (YYYY-MM-DD); default: the test period"),
+    end: str = typer.Option(None, "--to", help="last day (YYYY-MM-DD)"),
+    purge_days: int = typer.Option(1, min=0, help="purge gap of the default test period (without --model)"),
+    latency_ms: float = typer.Option(
+        30.0, min=0, help="decision to exchange, ms (KIS REST orders: tens of ms)"
+    ),
+    response_ms: float = typer.Option(30.0, min=0, help="fill to acknowledgement, ms"),
+    queue_model: str = typer.Option("risk_averse", help="risk_averse | probabilistic"),
+    threshold: float = typer.Option(0.5, min=0, max=1, help="the model strategy's probability threshold"),
+    run: str = typer.Option(None, help="run name under reports/backtest/ (default: the time)"),
+) -> None:
+    """Backtest strategies over a period's VI events on the KRX execution model (latency, book
+    walking, queues, call auctions, costs); write reports/backtest/<run>/trades.parquet,
+    equity.parquet, metrics.json and reports/backtest/index.html, and print the comparison."""
+    from vicap.backtest_cmd import MODEL_STRATEGY, RULE_STRATEGIES, run_backtest
+
+    names = list(strategy or [])
+    if compare:
+        names = list(dict.fromkeys([*RULE_STRATEGIES, *([MODEL_STRATEGY] if model else []), *names]))
+    if not names:
+        raise typer.BadParameter("name a --strategy, or use --compare")
+    raise typer.Exit(
+        run_backtest(
+            names,
+            model,
+            start,
+            end,
+            purge_days,
+            latency_ms,
+            response_ms,
+            queue_model,
+            threshold,
+            run,
+            data_dir,
+        )
+    )
+
+
+@app.command()
 def rules() -> None:
     """Print and self-check the KRX rules (ticks, limits, VI bands, taxes, calendar)."""
     from vicap.demo import rules_self_check

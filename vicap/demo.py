@@ -1,6 +1,7 @@
-"""The end-to-end demo: a synthetic market through validation, VI events, features in Feast and
-models (Ray Train, Ray Tune, LightGBM, evaluated beside the base rate and the oracles); the KRX
-rules self-check and one exchange session with a VI."""
+"""The end-to-end demo: a synthetic market through validation, VI events, features in Feast,
+models (Ray Train, Ray Tune, LightGBM, evaluated beside the base rate and the oracles) and a
+backtest of the rule, model and buy-and-hold strategies on the test events; the KRX rules
+self-check and one exchange session with a VI."""
 
 from __future__ import annotations
 
@@ -225,6 +226,23 @@ def run_demo(seed: int = 7) -> int:
     from vicap.train_cmd import run_demo_models
 
     models_ok = features_ok and run_demo_models(settings, DEMO_PURGE_DAYS) == 0
+    console.rule(
+        "[bold]vicap demo[/]: backtest of the rule, model and buy-and-hold strategies on the test events"
+    )
+    from vicap.backtest_cmd import MODEL_STRATEGY, RULE_STRATEGIES, run_backtest
+
+    backtest_ok = models_ok and (
+        run_backtest(
+            [*RULE_STRATEGIES, MODEL_STRATEGY],
+            "vicap-lightgbm",
+            None,
+            None,
+            DEMO_PURGE_DAYS,
+            run_name="demo",
+            settings=settings,
+        )
+        == 0
+    )
     console.rule("[bold]vicap demo[/]: KRX rules")
     rules_ok = rules_self_check()
     console.rule("[bold]vicap demo[/]: one exchange session with a VI")
@@ -241,12 +259,22 @@ def run_demo(seed: int = 7) -> int:
     pq.write_table(vi_log, out / "vi_log.parquet")
     console.print(f"wrote {ticks.num_rows:,} tick rows and {vi_log.num_rows} VI records under {out}")
     if (
-        not (rules_ok and market_ok and valid_ok and events_ok and features_ok and models_ok and kis_ok)
+        not (
+            rules_ok
+            and market_ok
+            and valid_ok
+            and events_ok
+            and features_ok
+            and models_ok
+            and backtest_ok
+            and kis_ok
+        )
         or vi_log.num_rows == 0
     ):
         console.print("[red]demo failed: a rule check or market invariant is broken, or no VI happened[/]")
         return 1
     console.print(f"realism report: {settings.paths.reports / 'market' / 'index.html'}")
     console.print(f"model report: {settings.paths.reports / 'model' / 'index.html'}")
+    console.print(f"backtest report: {settings.paths.reports / 'backtest' / 'index.html'}")
     console.print("[green]demo ok[/]")
     return 0

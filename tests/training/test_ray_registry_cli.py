@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.dataset import walk_forward
@@ -84,7 +85,7 @@ def test_a_registered_model_loads_back_and_predicts_the_same(small_split, kind):
     assert tag in [r["tag"] for r in registry.list_models()]
 
 
-def test_train_evaluate_and_list_on_a_built_data_root(applied, monkeypatch, tmp_path):
+def test_train_evaluate_backtest_and_list_on_a_built_data_root(applied, dataset, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     from training.registry import list_models
@@ -109,6 +110,31 @@ def test_train_evaluate_and_list_on_a_built_data_root(applied, monkeypatch, tmp_
     )
     page = (applied.reports / "model" / "index.html").read_text()
     assert "data:image/png;base64" in page and "measure the pipeline, not the market" in page
+    # the registered model trades in the backtester beside the rule strategies, on its own test days
+    if not applied.raw.exists():  # the session's ticks live beside the built root: the backtest replays them
+        applied.raw.symlink_to(dataset)
+    args = [
+        "backtest",
+        "--compare",
+        "--model",
+        "vicap-lightgbm",
+        "--run",
+        "t",
+        "--data-dir",
+        str(applied.root),
+    ]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    trades = pd.read_parquet(applied.reports / "backtest" / "t" / "trades.parquet")
+    assert set(trades["strategy"]) >= {"buy-and-hold", "model (vicap-lightgbm)"}
+    days = {d.isoformat() for d in trades["fill_ts"].dt.date}
+    assert days <= set(metrics["split"]["test_days"])
+    backtest = json.loads((applied.reports / "backtest" / "t" / "metrics.json").read_text())
+    assert {"buy-and-hold | configured latency", "buy-and-hold | zero latency"} <= set(backtest)
+    page = (applied.reports / "backtest" / "index.html").read_text()
+    assert "What latency costs" in page and "model (vicap-lightgbm)" in page
+    out = runner.invoke(app, ["backtest", "--strategy", "model"])
+    assert out.exit_code == 2 and "needs --model" in out.output
     out = runner.invoke(app, ["models", "list"])
     assert out.exit_code == 0 and "registered models" in out.output
     assert any(r["tag"].startswith("vicap-lightgbm:") for r in list_models())

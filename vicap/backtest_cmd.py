@@ -1,0 +1,181 @@
+"""``vicap backtest``: strategies over a period's VI events on the KRX execution model, each with
+the configured latency and with none, into ``reports/backtest/<run>/`` (trades, equity, metrics)
+and the report ``reports/backtest/index.html``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from vicap.settings import Settings, get_settings
+
+console = Console()
+RULE_STRATEGIES = ("buy-and-hold", "rule-momentum", "rule-rebound")
+MODEL_STRATEGY = "model"
+
+
+def _model_outputs(model, ds) -> pd.DataFrame:
+    """The model's answers per decision, in the names strategies read (MODEL_OUTPUTS)."""
+    from feature_repo.labels import HORIZONS_S
+    from training.evaluate import MAIN_HORIZON_S
+
+    j = HORIZONS_S.index(MAIN_HORIZON_S)
+    pred = model.predict(ds)
+    return pd.DataFrame(
+        {
+            f"continuation_{MAIN_HORIZON_S}s": pred.continuation[:, j],
+            f"rebound_{MAIN_HORIZON_S}s": pred.rebound[:, j],
+            f"expected_return_{MAIN_HORIZON_S}s": pred.ret_dir[:, j],
+            "entry_second": np.argmax(pred.entry, axis=1).astype(float),
+        }
+    )
+
+
+def _period(ds, meta: dict | None, start: str | None, end: str | None, purge_days: int) -> list[dt.date]:
+    from training.pipeline import Split
+
+    if start or end:
+        lo = dt.date.fromisoformat(start) if start else ds.days[0]
+        hi = dt.date.fromisoformat(end) if end else ds.days[-1]
+        return [d for d in ds.days if lo <= d <= hi]
+    if meta and meta.get("test_days"):
+        return [dt.date.fromisoformat(d) for d in meta["test_days"]]
+    return list(Split.of(ds, purge_days=purge_days).fold.test)
+
+
+def run_backtest(
+    strategies: list[str],
+    model_tag: str | None,
+    start: str | None,
+    end: str | None,
+    purge_days: int = 1,
+    latency_ms: float = 30.0,
+    response_ms: float = 30.0,
+    queue_model: str = "risk_averse",
+    threshold: float = 0.5,
+    run_name: str | None = None,
+    data_dir: Path | None = None,
+    settings: Settings | None = None,
+) -> int:
+    from backtest.data import TapeCache, load_events
+    from backtest.engine import BacktestConfig, Backtester, as_decisions
+    from backtest.execution import ExecutionConfig, QueueModel
+    from backtest.metrics import compare_runs
+    from backtest.report import write_report
+    from backtest.strategies import MODEL_OUTPUTS, make_strategy
+    from vicap.train_cmd import _read
+
+    settings = settings or (get_settings(data_dir=data_dir) if data_dir else get_settings())
+    paths = settings.paths
+    model, meta = None, None
+    if MODEL_STRATEGY in strategies:
+        if not model_tag:
+            console.print("[red]the model strategy needs --model NAME[:VERSION] (`vicap models list`)[/]")
+            return 2
+        from training import registry
+
+        try:
+            model, meta = registry.load(model_tag)
+        except Exception as exc:  # bentoml raises its own NotFound
+            console.print(f"[red]{model_tag}: no such registered model ({exc})[/]")
+            return 2
+    ds = _read(settings, meta["feature_service"] if meta else "vi_rebound_v1")
+    days = _period(ds, meta, start, end, purge_days)
+    if not days:
+        console.print("[red]no trading day of the dataset falls in the period asked for[/]")
+        return 2
+    events, table = load_events(paths.events, paths.instruments, days[0], days[-1])
+    part = ds.on_days(days)
+    frame = part.frame[["event_id", "decision_offset_s", "event_timestamp", *part.tabular]].reset_index(
+        drop=True
+    )
+    outputs: list[str] = []
+    if model is not None:
+        frame = pd.concat([frame, _model_outputs(model, part)], axis=1)
+        outputs = list(MODEL_OUTPUTS)
+    causes = part.frame.groupby("event_id")["cause"].first()
+    groups = table[["event_id", "vi_type", "direction"]].assign(
+        cause=lambda t: t["event_id"].map(causes),
+        direction=lambda t: t["direction"].map({1: "up", -1: "down"}),
+    )
+    tapes = TapeCache(paths.raw, paths.instruments)
+    infos = {e.event_id: e for e in events}
+    decisions = as_decisions(frame, infos, part.tabular, outputs, tapes)
+    events = [e for e in events if e.event_id in decisions]
+    execution = ExecutionConfig(
+        int(latency_ms * 1000),
+        int(response_ms * 1000),
+        QueueModel(queue_model),
+        brokerage_rate=settings.brokerage_rate,
+    )
+    console.print(
+        f"backtest over {len(events):,} VIs of {days[0]} .. {days[-1]} ({len(days)} days); latency "
+        f"{latency_ms:g} ms in, {response_ms:g} ms back; queue model {queue_model}"
+    )
+    runs = {}
+    t0 = time.perf_counter()
+    for latency_name, cfg in (("configured", execution), ("zero", execution.zero_latency())):
+        bt = Backtester(tapes, BacktestConfig(cfg))
+        for name in strategies:
+            kwargs = (
+                {"threshold": threshold, "label": f"model ({model_tag})"} if name == MODEL_STRATEGY else {}
+            )
+            strategy = make_strategy(name, **kwargs)
+            runs[(strategy.name, latency_name)] = bt.run(strategy, events, decisions, show_progress=True)
+    seconds = time.perf_counter() - t0
+    rows = sum(r.rows_replayed for r in runs.values())
+    console.print(f"replayed {rows:,} market events in {seconds:.1f} s, reading the tapes included")
+    result = compare_runs(runs, groups, days, BacktestConfig(execution).capital)
+    run_name = run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = paths.reports / "backtest" / run_name
+    out.mkdir(parents=True, exist_ok=True)
+    configured = [r for (_, lat), r in runs.items() if lat == "configured"]
+    pd.concat([r.trades_frame() for r in configured]).to_parquet(out / "trades.parquet", index=False)
+    pd.concat([r.equity_frame() for r in configured]).to_parquet(out / "equity.parquet", index=False)
+    result["meta"] = {
+        "run": run_name,
+        "days": [d.isoformat() for d in days],
+        "events": len(events),
+        "latency_ms": latency_ms,
+        "response_ms": response_ms,
+        "queue_model": queue_model,
+        "model": meta.get("tag") if meta else None,
+        "threshold": threshold,
+        "replay_events_per_s": rows / seconds,
+    }
+    (out / "metrics.json").write_text(json.dumps(result["json"], indent=1, default=str), encoding="utf-8")
+    page = write_report(result, runs, paths.reports / "backtest", run_name)
+    print_comparison(result, f"net of costs, {len(events)} VIs, {days[0]} .. {days[-1]}")
+    console.print(f"trades: {out / 'trades.parquet'}\nreport: {page}")
+    return 0
+
+
+SHOWN = [
+    "strategy",
+    "latency",
+    "trades",
+    "win rate",
+    "mean net",
+    "profit factor",
+    "Sharpe (ann.)",
+    "max DD",
+    "net P&L (KRW)",
+]
+
+
+def print_comparison(result: dict, title: str) -> None:
+    """The comparison without its intervals (the report and metrics.json carry them)."""
+    table = result["table"]
+    t = Table(title=f"backtest: {title}")
+    for c in SHOWN:
+        t.add_column(c, justify="left" if c == "strategy" else "right")
+    for _, row in table.iterrows():
+        t.add_row(*(str(row[c]).split(" [")[0] for c in SHOWN))
+    Console(width=max(console.width, 130)).print(t)
