@@ -157,25 +157,35 @@ def run_backtest(
     return 0
 
 
-SHOWN = [
-    "strategy",
-    "latency",
-    "trades",
-    "win rate",
-    "mean net",
-    "profit factor",
-    "Sharpe (ann.)",
-    "max DD",
-    "net P&L (KRW)",
-]
+SHOWN = (
+    "strategy|latency|trades|win rate|mean net|median net|profit factor|Sharpe (ann.)|Sortino (ann.)|max DD"
+)
+SHOWN = [*SHOWN.split("|"), "exposure", "turnover/day", "net P&L (KRW)"]
+WITH_INTERVALS = ("win rate", "mean net")  # the others' intervals are in the report and metrics.json
 
 
 def print_comparison(result: dict, title: str) -> None:
-    """The comparison without its intervals (the report and metrics.json carry them)."""
-    table = result["table"]
+    """The comparison table, then each strategy's trades by cause, VI type and direction."""
+    wide = Console(width=max(console.width, 200))
     t = Table(title=f"backtest: {title}")
     for c in SHOWN:
         t.add_column(c, justify="left" if c == "strategy" else "right")
-    for _, row in table.iterrows():
-        t.add_row(*(str(row[c]).split(" [")[0] for c in SHOWN))
-    Console(width=max(console.width, 130)).print(t)
+    for _, row in result["table"].iterrows():
+        t.add_row(*(str(row[c]) if c in WITH_INTERVALS else str(row[c]).split(" [")[0] for c in SHOWN))
+    wide.print(t)
+    splits = Table(title="by cause, VI type and direction (configured latency): trades, win rate, mean net")
+    splits.add_column("strategy")
+    cells: dict[str, dict[str, str]] = {}
+    for key, m in result["json"].items():
+        if not key.endswith("| configured latency"):
+            continue
+        for column, records in m["by"].items():
+            for r in records:
+                cell = f"{r['trades']}, {r['win_rate']:.0%}, {r['mean_net_return']:+.2%}"
+                cells.setdefault(key.split(" | ")[0], {})[f"{column}={r[column]}"] = cell
+    groups = sorted({g for row in cells.values() for g in row})
+    for g in groups:
+        splits.add_column(g, justify="right")
+    for name, row in cells.items():
+        splits.add_row(name, *(row.get(g, "") for g in groups))
+    wide.print(splits)
