@@ -225,9 +225,9 @@ class _Run:
 
     # seconds --------------------------------------------------------------------------------
     def start_seconds(self, now: int, event: EventInfo) -> None:
+        """Market views on whole seconds of the clock (the decisions' grid), from the next one on."""
         self.ticking.add(event.event_id)
-        k = max(1, -(-(now - event.release_ts) // US_PER_SECOND))
-        self.push(event.release_ts + k * US_PER_SECOND, _SECOND, event)
+        self.push((now // US_PER_SECOND + 1) * US_PER_SECOND, _SECOND, event)
 
     def exposed(self, event: EventInfo) -> bool:
         return self.position(event.stock_code) > 0 or bool(self.live.get(event.event_id))

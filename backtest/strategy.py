@@ -4,8 +4,10 @@ nautilus_trader does it: only the adapters that feed it and carry its orders dif
 A strategy receives, per VI event, what a trader at the screen would see at that moment:
 - :class:`Decision`: at each decision second after the release, the causal features (from the
   feature store) and, where a model serves them, its outputs;
-- :class:`MarketSecond`: a once-a-second view of the stock while the strategy holds it or has
-  orders working (last price, best quotes, program net buy, cumulative volume);
+- :class:`MarketSecond`: a view of the stock on each whole second of the clock (the decisions'
+  grid) while the strategy holds it or has orders working (last price, best quotes, program net
+  buy, cumulative volume): a strategy that must see every print would make replay a per-tick
+  Python loop, and the exits it needs (stops, time, program selling) read well once a second;
 - its own fills, when their acknowledgements arrive;
 and returns :class:`~backtest.execution.OrderRequest` and :class:`~backtest.execution.CancelRequest`
 objects. It reads its position and cash from a :class:`Context` and never the future.

@@ -10,7 +10,7 @@ running (a VI's, the opening or the closing call) or closed. An auction ends at 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,13 @@ class Tape:
 
     def is_uncross(self, i: int) -> bool:
         return self.kind[i] == TRADE and self.side[i] == 0
+
+    def window(self, start_us: int, end_us: int) -> Tape:
+        """The rows from the last one at or before ``start_us`` (the market then) to ``end_us``."""
+        lo = max(self.index_at(start_us), 0)
+        hi = self.index_at(end_us) + 1
+        arrays = {f: getattr(self, f)[lo:hi] for f in ARRAY_FIELDS}
+        return replace(self, **arrays)
 
 
 def phases(kind: np.ndarray, side: np.ndarray, vi_status: np.ndarray, session: np.ndarray) -> np.ndarray:
@@ -141,3 +148,10 @@ def load_tape(root: Path, stock_code: str, stock_day) -> Tape:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no ticks for {stock_code} on {stock_day.day}")
     return tape_from_table(read_accepted(root, path, COLUMNS), stock_code, stock_day)
+
+
+ARRAY_FIELDS = [
+    f.name
+    for f in fields(Tape)
+    if f.name not in ("stock_code", "day", "market", "lower_limit", "upper_limit")
+]

@@ -1,6 +1,6 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import backtest, features, generation, kis_ingest, matching, slicing, training, validation
+from bench import backtest, features, generation, kis_ingest, matching, rl, slicing, training, validation
 
 BENCHMARKS = [
     matching.main,
@@ -11,6 +11,7 @@ BENCHMARKS = [
     features.main,
     training.main,
     backtest.main,
+    rl.main,
 ]
 
 for bench in BENCHMARKS:

@@ -198,7 +198,11 @@ class Normalizer:
                 f"features differ from the ones the normaliser was fitted on "
                 f"({feature_list_hash(ds.tabular)} != {feature_list_hash(self.names)})"
             )
-        x = (ds.frame[self.names].to_numpy(dtype=np.float64) - self.mean) / self.scale
+        return self.transform(ds.frame[self.names].to_numpy(dtype=np.float64))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Rows of the fitted features, in ``names`` order, scaled (missing values: 0)."""
+        x = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
         return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def sequences(self, ds: VIDataset) -> np.ndarray:

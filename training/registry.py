@@ -120,3 +120,40 @@ def list_models() -> list[dict]:
              "data": f"{meta.get('data_from')} .. {meta.get('data_to')}"}
         )  # fmt: skip
     return sorted(rows, key=lambda r: r["created"], reverse=True)
+
+
+POLICY_NAME = "vicap-ppo"
+
+
+def save_policy(module_path: Path, normalizer: Normalizer, metadata: dict, name: str = POLICY_NAME) -> str:
+    """Register a trained RLModule (its checkpoint folder) with the normaliser of its observations;
+    returns its tag."""
+    import shutil
+
+    import bentoml
+
+    meta = metadata | {
+        "kind": "ppo",
+        "feature_list_hash": feature_list_hash(normalizer.names),
+        "code_version": code_version(),
+    }
+    labels = {"kind": "ppo", "service": str(metadata.get("feature_service", ""))}
+    with bentoml.models.create(name, labels=labels, metadata=meta) as ref:
+        shutil.copytree(module_path, ref.path_of("rl_module"))
+        state = {"normalizer": normalizer.to_dict()}
+        Path(ref.path_of("state.json")).write_text(json.dumps(state), encoding="utf-8")
+    return str(ref.tag)
+
+
+def load_policy(tag: str):
+    """(the greedy policy, the normaliser of its observations, metadata) of a registered policy."""
+    import bentoml
+
+    from training.rl.ppo import GreedyPolicy
+
+    ref = bentoml.models.get(tag if ":" in tag else f"{tag}:latest")
+    meta = dict(ref.info.metadata) | {"tag": str(ref.tag)}
+    if meta.get("kind") != "ppo":
+        raise ValueError(f"{tag} is a {meta.get('kind')} model, not a registered policy")
+    state = json.loads(Path(ref.path_of("state.json")).read_text(encoding="utf-8"))
+    return GreedyPolicy(Path(ref.path_of("rl_module"))), Normalizer.from_dict(state["normalizer"]), meta

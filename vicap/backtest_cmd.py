@@ -19,6 +19,7 @@ from vicap.settings import Settings, get_settings
 console = Console()
 RULE_STRATEGIES = ("buy-and-hold", "rule-momentum", "rule-rebound")
 MODEL_STRATEGY = "model"
+POLICY_STRATEGY = "ppo"
 
 
 def _model_outputs(model, ds) -> pd.DataFrame:
@@ -63,6 +64,7 @@ def run_backtest(
     run_name: str | None = None,
     data_dir: Path | None = None,
     settings: Settings | None = None,
+    policy_tag: str | None = None,
 ) -> int:
     from backtest.data import TapeCache, load_events
     from backtest.engine import BacktestConfig, Backtester, as_decisions
@@ -74,20 +76,32 @@ def run_backtest(
 
     settings = settings or (get_settings(data_dir=data_dir) if data_dir else get_settings())
     paths = settings.paths
-    model, meta = None, None
-    if MODEL_STRATEGY in strategies:
-        if not model_tag:
-            console.print("[red]the model strategy needs --model NAME[:VERSION] (`vicap models list`)[/]")
-            return 2
-        from training import registry
+    from training import registry
 
+    model, meta, policy = None, None, None
+    for wanted, tag, option in (
+        (MODEL_STRATEGY, model_tag, "--model"),
+        (POLICY_STRATEGY, policy_tag, "--policy"),
+    ):
+        if wanted not in strategies:
+            continue
+        if not tag:
+            console.print(
+                f"[red]the {wanted} strategy needs {option} NAME[:VERSION] (`vicap models list`)[/]"
+            )
+            return 2
         try:
-            model, meta = registry.load(model_tag)
+            if wanted == MODEL_STRATEGY:
+                model, meta = registry.load(tag)
+            else:
+                policy = registry.load_policy(tag)
         except Exception as exc:  # bentoml raises its own NotFound
-            console.print(f"[red]{model_tag}: no such registered model ({exc})[/]")
+            console.print(f"[red]{tag}: no such registered {wanted} ({exc})[/]")
             return 2
     ds = _read(settings, meta["feature_service"] if meta else "vi_rebound_v1")
-    days = _period(ds, meta, start, end, purge_days)
+    if policy is not None:
+        registry.check_features(policy[2], ds.tabular)
+    days = _period(ds, meta or (policy[2] if policy else None), start, end, purge_days)
     if not days:
         console.print("[red]no trading day of the dataset falls in the period asked for[/]")
         return 2
@@ -124,10 +138,15 @@ def run_backtest(
     for latency_name, cfg in (("configured", execution), ("zero", execution.zero_latency())):
         bt = Backtester(tapes, BacktestConfig(cfg))
         for name in strategies:
-            kwargs = (
-                {"threshold": threshold, "label": f"model ({model_tag})"} if name == MODEL_STRATEGY else {}
-            )
-            strategy = make_strategy(name, **kwargs)
+            if name == POLICY_STRATEGY:
+                strategy = _policy_strategy(*policy)
+            else:
+                kwargs = (
+                    {"threshold": threshold, "label": f"model ({model_tag})"}
+                    if name == MODEL_STRATEGY
+                    else {}
+                )
+                strategy = make_strategy(name, **kwargs)
             runs[(strategy.name, latency_name)] = bt.run(strategy, events, decisions, show_progress=True)
     seconds = time.perf_counter() - t0
     rows = sum(r.rows_replayed for r in runs.values())
@@ -147,6 +166,7 @@ def run_backtest(
         "response_ms": response_ms,
         "queue_model": queue_model,
         "model": meta.get("tag") if meta else None,
+        "policy": policy[2]["tag"] if policy else None,
         "threshold": threshold,
         "replay_events_per_s": rows / seconds,
     }
@@ -157,10 +177,30 @@ def run_backtest(
     return 0
 
 
-SHOWN = (
-    "strategy|latency|trades|win rate|mean net|median net|profit factor|Sharpe (ann.)|Sortino (ann.)|max DD"
-)
-SHOWN = [*SHOWN.split("|"), "exposure", "turnover/day", "net P&L (KRW)"]
+def _policy_strategy(greedy, normalizer, meta: dict):
+    from training.rl.policy import PolicyStrategy
+    from training.rl.simulator import SimConfig
+
+    return PolicyStrategy(
+        greedy, normalizer, SimConfig.from_dict(meta["env"]["sim"]), label=f"ppo ({meta['tag']})"
+    )
+
+
+SHOWN = [
+    "strategy",
+    "latency",
+    "trades",
+    "win rate",
+    "mean net",
+    "median net",
+    "profit factor",
+    "Sharpe (ann.)",
+    "Sortino (ann.)",
+    "max DD",
+    "exposure",
+    "turnover/day",
+    "net P&L (KRW)",
+]
 WITH_INTERVALS = ("win rate", "mean net")  # the others' intervals are in the report and metrics.json
 
 

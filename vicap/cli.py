@@ -309,15 +309,42 @@ def models_list() -> None:
     raise typer.Exit(run_models_list())
 
 
+rl_app = typer.Typer(
+    no_args_is_help=True, help="Reinforcement learning: a PPO policy on the VI trading environment."
+)
+app.add_typer(rl_app, name="rl")
+
+
+@rl_app.command("train")
+def rl_train(
+    iterations: int = typer.Option(20, min=1, help="PPO iterations"),
+    horizon_s: int = typer.Option(60, min=2, help="seconds an episode runs from the first decision second"),
+    drawdown_weight: float = typer.Option(0.1, min=0, help="penalty on each new low of the drawdown (lots)"),
+    batch_steps: int = typer.Option(2_000, min=100, help="environment steps per iteration"),
+    purge_days: int = typer.Option(1, min=0, help="days left out between train, validation and test"),
+    name: str = typer.Option(None, help="registry name (default vicap-ppo)"),
+    ray_address: str = typer.Option(None, help="a Ray cluster to train on ('auto' or ray://...)"),
+) -> None:
+    """Train PPO (RLlib, new API stack) on episodes of the data root's VIs, split by time; evaluate
+    the greedy policy on the validation and test events beside random, stay-out and
+    buy-at-the-release policies; register it in the BentoML model store."""
+    from vicap.rl_cmd import run_rl_train
+
+    raise typer.Exit(
+        run_rl_train(iterations, horizon_s, drawdown_weight, batch_steps, purge_days, name, ray_address)
+    )
+
+
 @app.command()
 def backtest(
     strategy: list[str] = typer.Option(
-        None, help="buy-and-hold | rule-momentum | rule-rebound | model (repeatable)"
+        None, help="buy-and-hold | rule-momentum | rule-rebound | model | ppo (repeatable)"
     ),
     compare: bool = typer.Option(
         False, "--compare", help="every rule strategy, and the model one with --model"
     ),
     model: str = typer.Option(None, help="registered model for the model strategy (NAME[:VERSION])"),
+    policy: str = typer.Option(None, help="registered PPO policy for the ppo strategy (NAME[:VERSION])"),
     data_dir: Path = typer.Option(None, help="data root (default VICAP_DATA_DIR)"),
     start: str = typer.Option(None, "--from", help="first day (YYYY-MM-DD); default: the test period"),
     end: str = typer.Option(None, "--to", help="last day (YYYY-MM-DD)"),
@@ -333,11 +360,12 @@ def backtest(
     """Backtest strategies over a period's VI events on the KRX execution model (latency, book
     walking, queues, call auctions, costs); write reports/backtest/<run>/trades.parquet,
     equity.parquet, metrics.json and reports/backtest/index.html, and print the comparison."""
-    from vicap.backtest_cmd import MODEL_STRATEGY, RULE_STRATEGIES, run_backtest
+    from vicap.backtest_cmd import MODEL_STRATEGY, POLICY_STRATEGY, RULE_STRATEGIES, run_backtest
 
     names = list(strategy or [])
     if compare:
-        names = list(dict.fromkeys([*RULE_STRATEGIES, *([MODEL_STRATEGY] if model else []), *names]))
+        extra = [*([MODEL_STRATEGY] if model else []), *([POLICY_STRATEGY] if policy else [])]
+        names = list(dict.fromkeys([*RULE_STRATEGIES, *extra, *names]))
     if not names:
         raise typer.BadParameter("name a --strategy, or use --compare")
     raise typer.Exit(
@@ -353,6 +381,7 @@ def backtest(
             threshold,
             run,
             data_dir,
+            policy_tag=policy,
         )
     )
 

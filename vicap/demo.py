@@ -1,6 +1,7 @@
 """The end-to-end demo: a synthetic market through validation, VI events, features in Feast,
-models (Ray Train, Ray Tune, LightGBM, evaluated beside the base rate and the oracles) and a
-backtest of the rule, model and buy-and-hold strategies on the test events; the KRX rules
+models (Ray Train, Ray Tune, LightGBM, evaluated beside the base rate and the oracles), a short
+PPO training (RLlib) and a backtest of the rule, model, policy and buy-and-hold strategies on the
+test events; the KRX rules
 self-check and one exchange session with a VI."""
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def _print_session(ex: Exchange, seconds: float) -> None:
 
 
 DEMO_MARKET = {"stocks": 10, "days": 6, "start": dt.date(2024, 3, 4), "intensity": "hot"}
+DEMO_PPO_ITERATIONS = 5  # a short run: the demo shows the machinery, not a trained trader
 DEMO_PURGE_DAYS = 0  # six days cannot also spare purge gaps: train 4, validation 1, test 1
 
 
@@ -226,20 +228,27 @@ def run_demo(seed: int = 7) -> int:
     from vicap.train_cmd import run_demo_models
 
     models_ok = features_ok and run_demo_models(settings, DEMO_PURGE_DAYS) == 0
-    console.rule(
-        "[bold]vicap demo[/]: backtest of the rule, model and buy-and-hold strategies on the test events"
-    )
-    from vicap.backtest_cmd import MODEL_STRATEGY, RULE_STRATEGIES, run_backtest
+    console.rule("[bold]vicap demo[/]: a PPO policy (RLlib) on the VI trading environment")
+    from vicap.rl_cmd import run_rl_train
 
-    backtest_ok = models_ok and (
-        run_backtest(
-            [*RULE_STRATEGIES, MODEL_STRATEGY],
+    rl_ok = (
+        models_ok
+        and run_rl_train(DEMO_PPO_ITERATIONS, 60, 0.1, 1_000, DEMO_PURGE_DAYS, settings=settings) == 0
+    )
+    console.rule("[bold]vicap demo[/]: backtest of the rule, model, policy and buy-and-hold strategies")
+    from vicap.backtest_cmd import MODEL_STRATEGY, POLICY_STRATEGY, RULE_STRATEGIES, run_backtest
+
+    backtest_ok = (
+        rl_ok
+        and run_backtest(
+            [*RULE_STRATEGIES, MODEL_STRATEGY, POLICY_STRATEGY],
             "vicap-lightgbm",
             None,
             None,
             DEMO_PURGE_DAYS,
             run_name="demo",
             settings=settings,
+            policy_tag="vicap-ppo",
         )
         == 0
     )

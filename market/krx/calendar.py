@@ -67,8 +67,9 @@ def next_trading_days(start: dt.date, count: int) -> list[dt.date]:
     return [d.date() for d in sessions]
 
 
+@lru_cache(maxsize=4096)
 def settlement_date(trade_date: dt.date) -> dt.date:
-    """T+2 in XKRX sessions."""
+    """T+2 in XKRX sessions (cached: every simulated sale asks for its tax by it)."""
     cal = trading_calendar()
     session = cal.date_to_session(trade_date.isoformat(), direction="previous")
     return cal.session_offset(session, SETTLEMENT_LAG_SESSIONS).date()

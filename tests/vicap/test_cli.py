@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
@@ -25,3 +27,12 @@ def test_demo_runs_a_session_with_a_vi_and_writes_valid_files(data_dir):
     check_table(ticks, TICK_SCHEMA)
     check_table(vi_log, VI_LOG_SCHEMA)
     assert vi_log.num_rows >= 1 and ticks.num_rows > 1_000
+    # the demo ends its learning with a PPO policy and compares every strategy on the test events
+    assert "registered vicap-ppo:" in result.output and "backtest: net of costs" in result.output
+    measures = json.loads((data_dir / "reports" / "backtest" / "demo" / "metrics.json").read_text())
+    names = {key.split(" | ")[0] for key in measures}
+    assert {"buy-and-hold", "rule-momentum", "rule-rebound"} <= names
+    assert any(n.startswith("model (vicap-lightgbm") for n in names) and any(
+        n.startswith("ppo (vicap-ppo") for n in names
+    )
+    assert (data_dir / "reports" / "backtest" / "index.html").exists()

@@ -1,0 +1,125 @@
+"""Episodes for the environment: a data root's VI events split by time like the models' (train,
+validation, test), each with its tape around the release and its decisions' features normalised
+on the training days; and a planted set whose right answer is known, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from backtest.data import TapeCache, load_events
+from backtest.tape import LEVELS, PHASE_CONTINUOUS, Tape
+from market import krx
+from market.krx.clock import US_PER_SECOND, series_us
+from training.dataset import Normalizer, VIDataset
+from training.rl.simulator import CLOSE_GRACE_S, Episode
+
+SPLITS = ("train", "validation", "test")
+
+
+def build(
+    ds: VIDataset,
+    days: dict[str, tuple[dt.date, ...]],
+    events_path: Path,
+    raw: Path,
+    horizon_s: int,
+    outputs: dict[str, np.ndarray] | None = None,
+) -> tuple[dict[str, list[Episode]], Normalizer]:
+    """Episodes per split (``days``: split name -> trading days). ``outputs``: per split, a model's
+    outputs aligned with that split's decision rows."""
+    normalizer = Normalizer.fit(ds.on_days(days["train"]))
+    infos, _ = load_events(events_path, raw / "instruments.parquet")
+    by_id = {e.event_id: e for e in infos}
+    tapes = TapeCache(raw, raw / "instruments.parquet")
+    out: dict[str, list[Episode]] = {}
+    for split, split_days in days.items():
+        part = ds.on_days(split_days)
+        x = normalizer.tabular(part)
+        f = part.frame
+        ts = series_us(f["event_timestamp"]).to_numpy()
+        episodes = []
+        for eid, rows in f.groupby("event_id", sort=False).indices.items():
+            if eid not in by_id:
+                continue
+            rows = rows[np.argsort(f["decision_offset_s"].to_numpy()[rows])]
+            ev = by_id[eid]
+            start = int(ts[rows[0]])
+            tape = tapes(ev).window(ev.release_ts, start + (horizon_s + CLOSE_GRACE_S + 1) * US_PER_SECOND)
+            extra = outputs[split][rows] if outputs else None
+            episodes.append(Episode(ev, tape, x[rows], ts[rows], extra))
+        out[split] = sorted(episodes, key=lambda e: e.event.release_ts)
+    return out, normalizer
+
+
+def save(path: Path, episodes: dict[str, list[Episode]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(episodes, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load(path: str | Path) -> dict[str, list[Episode]]:
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def flat_tape(day: dt.date, start_us: int, prices: np.ndarray, step_us: int = 100_000) -> Tape:
+    """A continuous-session tape with a trade every ``step_us`` at ``prices`` (KRW, on the grid),
+    a deep one-tick book around each: for planted episodes and tests."""
+    from backtest.execution import BUY
+    from market.events.detector import StockDay
+
+    n = len(prices)
+    ts = start_us + np.arange(n, dtype=np.int64) * step_us
+    tick = np.array([krx.tick_size(int(p), "KOSPI", day) for p in prices], dtype=np.int64)
+    levels = np.arange(LEVELS, dtype=np.int64)
+    ask_px = prices[:, None] + levels[None, :] * tick[:, None]
+    bid_px = prices[:, None] - (levels[None, :] + 1) * tick[:, None]
+    depth = np.full((n, LEVELS), 10_000, dtype=np.int64)
+    base = StockDay(day, "KOSPI", False, int(prices[0]))
+    lower, upper = krx.price_limits(base.base_price, "KOSPI", day)
+    return Tape(
+        "005930", day, "KOSPI", lower, upper, ts, np.zeros(n, np.int8), prices.astype(np.int64),
+        np.full(n, 10, np.int64), np.full(n, BUY, np.int8), bid_px, depth, ask_px, depth.copy(),
+        np.full(n, PHASE_CONTINUOUS, np.int8), prices.astype(np.int64), np.cumsum(np.full(n, 10, np.int64)),
+        np.zeros(n, np.int64),
+    )  # fmt: skip
+
+
+def planted(
+    n: int = 200, seed: int = 0, horizon_s: int = 20, move: float = 0.03, noise: int = 3
+) -> list[Episode]:
+    """Episodes whose first feature says where the price goes: +1, it climbs ``move`` over the
+    horizon; -1, it falls as much. The other features are noise. The best policy buys at the first
+    second when the sign is +1 and holds; it stays out otherwise."""
+    from backtest.strategy import EventInfo
+
+    rng = np.random.default_rng(seed)
+    day = dt.date(2024, 6, 3)
+    out = []
+    for i in range(n):
+        sign = 1 if rng.random() < 0.5 else -1
+        release = krx.at_seoul(day, dt.time(10, 0)) + i * 10 * US_PER_SECOND
+        start = (release // US_PER_SECOND + 1) * US_PER_SECOND
+        steps = (horizon_s + CLOSE_GRACE_S + 2) * 10
+        path = 10_000 * (1 + sign * move * np.clip(np.arange(steps) / (horizon_s * 10), 0, 1))
+        prices = (np.round(path / 10) * 10).astype(np.int64)
+        tape = flat_tape(day, release, prices)
+        features = np.concatenate(
+            [np.full((10, 1), sign, np.float32), rng.standard_normal((10, noise)).astype(np.float32)], axis=1
+        )
+        event = EventInfo(
+            f"planted-{i}",
+            "005930",
+            "KOSPI",
+            day,
+            release - 130 * US_PER_SECOND,
+            release,
+            sign,
+            "dynamic",
+            10_000,
+        )
+        out.append(Episode(event, tape, features, start + np.arange(10, dtype=np.int64) * US_PER_SECOND))
+    return out
