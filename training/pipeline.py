@@ -128,3 +128,19 @@ def _json(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON: {type(value)}")
+
+
+def decision_outputs(model: Model, ds: VIDataset) -> pd.DataFrame:
+    """A model's answers per decision row of ``ds`` at the main horizon, in the names strategies and
+    the policy read (``backtest.strategies.MODEL_OUTPUTS``)."""
+    j = HORIZONS_S.index(evaluate.MAIN_HORIZON_S)
+    pred = model.predict(ds)
+    h = evaluate.MAIN_HORIZON_S
+    return pd.DataFrame(
+        {
+            f"continuation_{h}s": pred.continuation[:, j],
+            f"rebound_{h}s": pred.rebound[:, j],
+            f"expected_return_{h}s": pred.ret_dir[:, j],
+            "entry_second": np.argmax(pred.entry, axis=1).astype(float),
+        }
+    )

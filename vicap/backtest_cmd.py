@@ -9,7 +9,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -20,23 +19,6 @@ console = Console()
 RULE_STRATEGIES = ("buy-and-hold", "rule-momentum", "rule-rebound")
 MODEL_STRATEGY = "model"
 POLICY_STRATEGY = "ppo"
-
-
-def _model_outputs(model, ds) -> pd.DataFrame:
-    """The model's answers per decision, in the names strategies read (MODEL_OUTPUTS)."""
-    from feature_repo.labels import HORIZONS_S
-    from training.evaluate import MAIN_HORIZON_S
-
-    j = HORIZONS_S.index(MAIN_HORIZON_S)
-    pred = model.predict(ds)
-    return pd.DataFrame(
-        {
-            f"continuation_{MAIN_HORIZON_S}s": pred.continuation[:, j],
-            f"rebound_{MAIN_HORIZON_S}s": pred.rebound[:, j],
-            f"expected_return_{MAIN_HORIZON_S}s": pred.ret_dir[:, j],
-            "entry_second": np.argmax(pred.entry, axis=1).astype(float),
-        }
-    )
 
 
 def _period(ds, meta: dict | None, start: str | None, end: str | None, purge_days: int) -> list[dt.date]:
@@ -72,6 +54,7 @@ def run_backtest(
     from backtest.metrics import compare_runs
     from backtest.report import write_report
     from backtest.strategies import MODEL_OUTPUTS, make_strategy
+    from training.pipeline import decision_outputs
     from vicap.train_cmd import _read
 
     settings = settings or (get_settings(data_dir=data_dir) if data_dir else get_settings())
@@ -98,6 +81,12 @@ def run_backtest(
         except Exception as exc:  # bentoml raises its own NotFound
             console.print(f"[red]{tag}: no such registered {wanted} ({exc})[/]")
             return 2
+    observed = policy[2].get("observed_model") if policy else None
+    if observed and model is None:
+        model = registry.load(observed)[0]  # the policy reads its outputs; no model strategy runs
+    elif observed and observed != meta["tag"]:
+        console.print(f"[red]the policy observes {observed}'s outputs: run it with --model {observed}[/]")
+        return 2
     ds = _read(settings, meta["feature_service"] if meta else "vi_rebound_v1")
     if policy is not None:
         registry.check_features(policy[2], ds.tabular)
@@ -112,7 +101,7 @@ def run_backtest(
     )
     outputs: list[str] = []
     if model is not None:
-        frame = pd.concat([frame, _model_outputs(model, part)], axis=1)
+        frame = pd.concat([frame, decision_outputs(model, part)], axis=1)
         outputs = list(MODEL_OUTPUTS)
     causes = part.frame.groupby("event_id")["cause"].first()
     groups = table[["event_id", "vi_type", "direction"]].assign(
@@ -181,9 +170,9 @@ def _policy_strategy(greedy, normalizer, meta: dict):
     from training.rl.policy import PolicyStrategy
     from training.rl.simulator import SimConfig
 
-    return PolicyStrategy(
-        greedy, normalizer, SimConfig.from_dict(meta["env"]["sim"]), label=f"ppo ({meta['tag']})"
-    )
+    sim = SimConfig.from_dict(meta["env"]["sim"])
+    observe = bool(meta["env"].get("observe_outputs"))
+    return PolicyStrategy(greedy, normalizer, sim, label=f"ppo ({meta['tag']})", observe_outputs=observe)
 
 
 SHOWN = [

@@ -324,14 +324,32 @@ def rl_train(
     purge_days: int = typer.Option(1, min=0, help="days left out between train, validation and test"),
     name: str = typer.Option(None, help="registry name (default vicap-ppo)"),
     ray_address: str = typer.Option(None, help="a Ray cluster to train on ('auto' or ray://...)"),
+    env_runners: int = typer.Option(
+        0, min=0, help="RLlib env runners sampling in parallel (0: in the driver)"
+    ),
+    model: str = typer.Option(None, help="a registered model whose outputs the policy also observes"),
 ) -> None:
     """Train PPO (RLlib, new API stack) on episodes of the data root's VIs, split by time; evaluate
     the greedy policy on the validation and test events beside random, stay-out and
     buy-at-the-release policies; register it in the BentoML model store."""
     from vicap.rl_cmd import run_rl_train
+    from vicap.settings import get_settings
 
+    settings = get_settings()
+    address = ray_address or settings.ray_address
     raise typer.Exit(
-        run_rl_train(iterations, horizon_s, drawdown_weight, batch_steps, purge_days, name, ray_address)
+        run_rl_train(
+            iterations,
+            horizon_s,
+            drawdown_weight,
+            batch_steps,
+            purge_days,
+            name,
+            address,
+            settings,
+            env_runners,
+            model,
+        )
     )
 
 

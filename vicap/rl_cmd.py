@@ -25,6 +25,8 @@ def run_rl_train(
     name: str | None = None,
     ray_address: str | None = None,
     settings: Settings | None = None,
+    env_runners: int = 0,
+    model_tag: str | None = None,
 ) -> int:
     from feature_repo.definitions import SERVICE
     from training import registry
@@ -41,7 +43,15 @@ def run_rl_train(
     split = Split.of(ds, purge_days=purge_days)
     days = {"train": split.fold.train, "validation": split.fold.validation, "test": split.fold.test}
     t0 = time.perf_counter()
-    sets, normalizer = episode_sets.build(ds, days, paths.events, paths.raw, horizon_s)
+    outputs, observed = None, None
+    if model_tag:  # the policy also observes this model's outputs at each decision
+        from training.pipeline import decision_outputs
+
+        model, model_meta = registry.load(model_tag)
+        registry.check_features(model_meta, ds.tabular)
+        outputs = {k: decision_outputs(model, ds.on_days(v)).to_numpy() for k, v in days.items()}
+        observed = model_meta["tag"]
+    sets, normalizer = episode_sets.build(ds, days, paths.events, paths.raw, horizon_s, outputs)
     run = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = paths.root / "training" / "rl" / run
     episodes_path = run_dir / "episodes.pkl"
@@ -55,9 +65,9 @@ def run_rl_train(
         return 2
     sim = SimConfig(horizon_s=horizon_s)
     env_config = {"episodes_path": str(episodes_path), "split": "train", "sim": sim.to_dict(),
-                  "drawdown_weight": drawdown_weight}  # fmt: skip
+                  "drawdown_weight": drawdown_weight, "observe_outputs": observed is not None}  # fmt: skip
     init_ray(ray_address)
-    s = PPOSettings(iterations=iterations, batch_steps=batch_steps, minibatch=min(256, batch_steps))
+    s = PPOSettings(iterations, batch_steps, min(256, batch_steps), env_runners=env_runners)
     checkpoint, curve = train(env_config, s, run_dir)
     curve_table = Table(title="PPO learning curve (training episodes)")
     for c in ("iteration", "episode_return_mean", "env_steps", "seconds"):
@@ -90,6 +100,7 @@ def run_rl_train(
         **split.describe(),
         "metrics": results,
         "learning_curve": curve,
+        **({"observed_model": observed} if observed else {}),
     }
     tag = registry.save_policy(module_dir(checkpoint), normalizer, json.loads(json.dumps(meta, default=str)),
                                name or registry.POLICY_NAME)  # fmt: skip

@@ -40,6 +40,12 @@ def session_episodes(applied, dataset):
 def test_the_environment_passes_gymnasiums_checker(session_episodes):
     check_env(VITradingEnv({"episodes": session_episodes, "sim": SIM}), skip_render_check=True)
     check_env(VITradingEnv({"episodes": planted(5), "sim": {"horizon_s": 20}}), skip_render_check=True)
+    # a policy may also observe a model's four outputs at each decision
+    rng = np.random.default_rng(0)
+    observing = [dataclasses.replace(e, outputs=rng.random((10, 4)).astype(np.float32)) for e in planted(5)]
+    env = VITradingEnv({"episodes": observing, "sim": {"horizon_s": 20}, "observe_outputs": True})
+    assert env.observation_space.shape == (4 + 4 + 5,)
+    check_env(env, skip_render_check=True)
 
 
 def _observations(episode, actions: list[int], upto: int) -> list[np.ndarray]:
@@ -129,7 +135,11 @@ def trained_policy(tmp_path_factory):
     from training.rl.ppo import GreedyPolicy, PPOSettings, module_dir, train
 
     init_ray()
-    config = {"episodes": planted(200, seed=0), "sim": {"horizon_s": 20}, "drawdown_weight": 0.0}
+    episodes = planted(200, seed=0)
+    for i in range(0, len(episodes), 4):  # a quarter end early (as a VI near the close does): 12 steps
+        ep = episodes[i]
+        episodes[i] = dataclasses.replace(ep, tape=ep.tape.window(0, int(ep.decision_ts[0]) + 12_500_000))
+    config = {"episodes": episodes, "sim": {"horizon_s": 20}, "drawdown_weight": 0.0}
     s = PPOSettings(iterations=10, batch_steps=1_000, minibatch=128, epochs=8, lr=1e-3)
     checkpoint, curve = train(config, s, tmp_path_factory.mktemp("ppo"))
     return GreedyPolicy(module_dir(checkpoint)), checkpoint, curve
@@ -140,6 +150,7 @@ def test_a_short_ppo_run_beats_a_random_policy_on_a_planted_task(trained_policy)
 
     policy, _, curve = trained_policy
     assert len(curve) == 10 and curve[-1]["env_steps"] >= 10_000
+    assert 12 < curve[-1]["episode_len_mean"] < 20  # episodes of different lengths
     assert curve[-1]["episode_return_mean"] > curve[0]["episode_return_mean"]
     held_out = planted(100, seed=1)
     scores = evaluate(

@@ -15,6 +15,7 @@ from backtest.tape import LEVELS, PHASE_CONTINUOUS, Tape
 from market import krx
 from market.krx.clock import US_PER_SECOND, series_us
 from training.dataset import Normalizer, VIDataset
+from training.rl.interpreters import observed_outputs
 from training.rl.simulator import CLOSE_GRACE_S, Episode
 
 SPLITS = ("train", "validation", "test")
@@ -29,7 +30,8 @@ def build(
     outputs: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, list[Episode]], Normalizer]:
     """Episodes per split (``days``: split name -> trading days). ``outputs``: per split, a model's
-    outputs aligned with that split's decision rows."""
+    outputs (``MODEL_OUTPUTS`` order) aligned with that split's decision rows, for a policy that
+    observes them."""
     normalizer = Normalizer.fit(ds.on_days(days["train"]))
     infos, _ = load_events(events_path, raw / "instruments.parquet")
     by_id = {e.event_id: e for e in infos}
@@ -48,7 +50,7 @@ def build(
             ev = by_id[eid]
             start = int(ts[rows[0]])
             tape = tapes(ev).window(ev.release_ts, start + (horizon_s + CLOSE_GRACE_S + 1) * US_PER_SECOND)
-            extra = outputs[split][rows] if outputs else None
+            extra = observed_outputs(outputs[split][rows]).astype(np.float32) if outputs else None
             episodes.append(Episode(ev, tape, x[rows], ts[rows], extra))
         out[split] = sorted(episodes, key=lambda e: e.event.release_ts)
     return out, normalizer

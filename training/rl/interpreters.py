@@ -59,6 +59,12 @@ class ObservationInterpreter:
         return np.clip(np.nan_to_num(np.concatenate(parts)), -CLIP, CLIP).astype(np.float32)
 
 
+def observed_outputs(values: np.ndarray) -> np.ndarray:
+    """A model's outputs (``MODEL_OUTPUTS`` order: continuation and rebound probabilities, expected
+    return, entry second) on the scale of the other observations."""
+    return np.asarray(values, np.float64) * np.array([1.0, 1.0, 100.0, 0.1])
+
+
 def decision_row(k: int, decisions: int) -> int:
     """The decision whose features an observation at step k reads (the latest at or before k)."""
     return min(k, decisions - 1)

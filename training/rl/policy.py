@@ -11,10 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.execution import BUY, SELL, Fill, OrderRequest
+from backtest.strategies import MODEL_OUTPUTS
 from backtest.strategy import Action, Context, Decision, EventInfo, MarketSecond, Strategy
 from market.krx.clock import US_PER_SECOND
 from training.dataset import Normalizer
-from training.rl.interpreters import BUY_ACTION, SELL_ACTION, ObservationInterpreter, decision_row
+from training.rl.interpreters import (
+    BUY_ACTION,
+    SELL_ACTION,
+    ObservationInterpreter,
+    decision_row,
+    observed_outputs,
+)
 from training.rl.simulator import SimConfig
 
 
@@ -23,6 +30,7 @@ class _Event:
     start_ts: int = 0
     start_price: float = 0.0
     features: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
     entered: bool = False
     qty: int = 0
     entry_price: float = 0.0
@@ -30,18 +38,26 @@ class _Event:
 
 class PolicyStrategy(Strategy):
     def __init__(
-        self, policy: Callable[[np.ndarray], int], normalizer: Normalizer, sim: SimConfig, label: str = "ppo"
+        self,
+        policy: Callable[[np.ndarray], int],
+        normalizer: Normalizer,
+        sim: SimConfig,
+        label: str = "ppo",
+        observe_outputs: bool = False,
     ) -> None:
         super().__init__(sim.lot_notional)
         self.policy, self.normalizer, self.sim = policy, normalizer, sim
-        self.interpreter = ObservationInterpreter(len(normalizer.names))
+        self.interpreter = ObservationInterpreter(
+            len(normalizer.names), len(MODEL_OUTPUTS) if observe_outputs else 0
+        )
         self.name = label
         self._events: dict[str, _Event] = {}
 
     def _observe(self, e: _Event, k: int, mark: float) -> np.ndarray:
-        row = e.features[decision_row(k, len(e.features))]
+        row = decision_row(k, len(e.features))
+        outputs = e.outputs[row] if self.interpreter.n_outputs else None
         return self.interpreter.observe(
-            row, None, e.qty > 0, e.entry_price, e.start_price, mark, k, self.sim.horizon_s,
+            e.features[row], outputs, e.qty > 0, e.entry_price, e.start_price, mark, k, self.sim.horizon_s,
             self.sim.entry_window_s,
         )  # fmt: skip
 
@@ -49,6 +65,8 @@ class PolicyStrategy(Strategy):
         e = self._events.setdefault(d.event.event_id, _Event(d.ts, float(d.last_price)))
         raw = np.array([d.features.get(n, np.nan) for n in self.normalizer.names], dtype=np.float64)
         e.features.append(self.normalizer.transform(raw[None, :])[0])
+        if self.interpreter.n_outputs:
+            e.outputs.append(observed_outputs(np.array([d.outputs[n] for n in MODEL_OUTPUTS])))
         k = (d.ts - e.start_ts) // US_PER_SECOND
         flat = not e.entered and ctx.position(d.event.stock_code) == 0 and not ctx.working(d.event.event_id)
         if not flat or k >= self.sim.entry_window_s or d.last_price <= 0:
