@@ -105,6 +105,16 @@ def daily_pnl(trips: pd.DataFrame, days: list[dt.date]) -> pd.Series:
     return pd.Series({d: float(by_day.get(d, 0.0)) if by_day is not None else 0.0 for d in days})
 
 
+def time_in_market(entries: np.ndarray, exits: np.ndarray) -> float:
+    """How long at least one position was open: the length of the union of [entry, exit] spans."""
+    total, end = 0.0, -np.inf
+    for a, b in sorted(zip(entries.tolist(), exits.tolist(), strict=True)):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
 def max_drawdown(equity: np.ndarray) -> float:
     """Largest fall from a running peak, as a fraction of the peak."""
     if not len(equity):
@@ -127,7 +137,7 @@ def summarize(
     pnl = trips["pnl"].to_numpy(dtype=float)
     ret = trips["net_return"].to_numpy(dtype=float)
     daily = daily_pnl(trips, days).to_numpy() / capital
-    held = (trips["exit_ts"] - trips["entry_ts"]).sum() / 1e6 if len(trips) else 0.0
+    held = time_in_market(trips["entry_ts"].to_numpy(), trips["exit_ts"].to_numpy()) / 1e6
     traded = float((trades["qty"] * trades["price"]).sum()) if len(trades) else 0.0
     out = {
         "trades": len(trips),

@@ -92,6 +92,16 @@ def _splits(result: dict) -> str:
     return "\n".join(parts)
 
 
+def _models(meta: dict) -> str:
+    parts = []
+    if meta.get("model"):
+        model, threshold = html.escape(meta["model"]), meta["threshold"]
+        parts.append(f"Model {model}, threshold {threshold:.3f} (chosen on validation days).")
+    if meta.get("policy"):
+        parts.append(f"Policy {html.escape(meta['policy'])}.")
+    return " ".join(parts)
+
+
 def write_report(result: dict, runs: dict, out_dir: Path, run_name: str) -> Path:
     meta = result["meta"]
     equity, drawdown = _curves(runs)
@@ -105,8 +115,7 @@ Orders reach the exchange {meta["latency_ms"]:g} ms after the decision and fills
 {meta["response_ms"]:g} ms later (queue model {meta["queue_model"]}); the zero-latency rows replay the
 same decisions with none. Long only: up VIs are traded for their continuation, down VIs for their
 rebound. Intervals: 95% bootstrap (round trips for per-trade measures, days for Sharpe and Sortino,
-annualised with 252 days; n/a with fewer than two days). Model: {html.escape(str(meta["model"]))},
-threshold {meta["threshold"]}.</p>
+annualised with 252 days; n/a with fewer than two days). {_models(meta)}</p>
 <h2>Comparison on the same events</h2>{result["table"].to_html(index=False)}
 <h2>What latency costs</h2>{_latency_table(result).to_html(index=False)}
 <h2>Equity and drawdown</h2><img src="data:image/png;base64,{equity}"><br>

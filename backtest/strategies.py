@@ -188,8 +188,8 @@ class ReboundRule(VITrader):
 class ModelStrategy(VITrader):
     """A registered model's outputs at each decision second: buy an up VI at the entry second the
     model predicts (at the release) when its continuation probability clears ``threshold``, and
-    a down VI at the release when its rebound probability does. Calibrated probabilities make 0.5
-    the break-even of a trade that must beat its round-trip cost."""
+    a down VI at the release when its rebound probability does. ``vicap backtest`` chooses the
+    threshold on the model's validation days (``training.pipeline.validation_threshold``)."""
 
     name = "model"
 

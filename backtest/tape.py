@@ -80,7 +80,8 @@ class Tape:
         """The rows from the last one at or before ``start_us`` (the market then) to ``end_us``."""
         lo = max(self.index_at(start_us), 0)
         hi = self.index_at(end_us) + 1
-        arrays = {f: getattr(self, f)[lo:hi] for f in ARRAY_FIELDS}
+        # copies, not views: a window (an RL episode) outlives the day's tape it was cut from
+        arrays = {f: getattr(self, f)[lo:hi].copy() for f in ARRAY_FIELDS}
         return replace(self, **arrays)
 
 

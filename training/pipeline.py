@@ -144,3 +144,27 @@ def decision_outputs(model: Model, ds: VIDataset) -> pd.DataFrame:
             "entry_second": np.argmax(pred.entry, axis=1).astype(float),
         }
     )
+
+
+def validation_threshold(model: Model, validation: VIDataset, min_trades: int = 10) -> float:
+    """The model strategy's probability threshold, chosen on validation days (never the test): of
+    the quantiles of the model's probability at the release (continuation for up VIs, rebound for
+    down VIs), the one whose trades would have earned the most there net of costs, counting only
+    thresholds that keep ``min_trades`` trades. 0.5 (break-even for calibrated probabilities)
+    when validation holds too few VIs."""
+    f = validation.frame
+    first = (f["decision_offset_s"] == 0).to_numpy()
+    if first.sum() < min_trades:
+        return 0.5
+    h = evaluate.MAIN_HORIZON_S
+    out = decision_outputs(model, validation)[first]
+    up = f["direction"].to_numpy()[first] > 0
+    p = np.where(up, out[f"continuation_{h}s"], out[f"rebound_{h}s"])
+    ret = f[f"ret_dir_{h}s"].to_numpy()[first]
+    net = np.where(up, ret, -ret) - f["round_trip_cost"].to_numpy()[first]
+    best, best_net = 0.5, -np.inf
+    for t in np.unique(np.quantile(p, np.linspace(0.5, 0.98, 25))):
+        chosen = p >= t
+        if chosen.sum() >= min_trades and net[chosen].sum() > best_net:
+            best, best_net = float(t), float(net[chosen].sum())
+    return best

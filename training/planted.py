@@ -47,6 +47,7 @@ def planted(
             "best_entry_s": (signal[event] > 0).astype(int) * 3,
             "cause": np.asarray(CAUSES)[rng.integers(0, len(CAUSES), events)][event],
             "latent_drift": 0.004 * strength * signal[event],
+            "round_trip_cost": COST,
             "signal": signal[event],
         }
     )

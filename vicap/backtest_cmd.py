@@ -42,7 +42,7 @@ def run_backtest(
     latency_ms: float = 30.0,
     response_ms: float = 30.0,
     queue_model: str = "risk_averse",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     run_name: str | None = None,
     data_dir: Path | None = None,
     settings: Settings | None = None,
@@ -54,7 +54,7 @@ def run_backtest(
     from backtest.metrics import compare_runs
     from backtest.report import write_report
     from backtest.strategies import MODEL_OUTPUTS, make_strategy
-    from training.pipeline import decision_outputs
+    from training.pipeline import decision_outputs, validation_threshold
     from vicap.train_cmd import _read
 
     settings = settings or (get_settings(data_dir=data_dir) if data_dir else get_settings())
@@ -94,6 +94,12 @@ def run_backtest(
     if not days:
         console.print("[red]no trading day of the dataset falls in the period asked for[/]")
         return 2
+    if MODEL_STRATEGY in strategies and threshold is None:
+        chosen = [dt.date.fromisoformat(d) for d in meta.get("validation_days", [])]
+        threshold = validation_threshold(model, ds.on_days(chosen))
+        console.print(
+            f"model threshold {threshold:.3f}, chosen on the validation days {', '.join(map(str, chosen))}"
+        )
     events, table = load_events(paths.events, paths.instruments, days[0], days[-1])
     part = ds.on_days(days)
     frame = part.frame[["event_id", "decision_offset_s", "event_timestamp", *part.tabular]].reset_index(

@@ -372,7 +372,12 @@ def backtest(
     ),
     response_ms: float = typer.Option(30.0, min=0, help="fill to acknowledgement, ms"),
     queue_model: str = typer.Option("risk_averse", help="risk_averse | probabilistic"),
-    threshold: float = typer.Option(0.5, min=0, max=1, help="the model strategy's probability threshold"),
+    threshold: float = typer.Option(
+        None,
+        min=0,
+        max=1,
+        help="the model strategy's probability threshold (default: chosen on validation days)",
+    ),
     run: str = typer.Option(None, help="run name under reports/backtest/ (default: the time)"),
 ) -> None:
     """Backtest strategies over a period's VI events on the KRX execution model (latency, book

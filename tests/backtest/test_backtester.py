@@ -165,3 +165,11 @@ def test_a_retail_account_cannot_sell_short_or_spend_cash_it_lacks():
     off_grid = [OrderRequest("005930", 1, 1, "limit", 10_005, event_id="005930-1")]
     run, _ = _crafted_run(ExecutionConfig(0, 0), off_grid)
     assert run.fills == [] and "tick grid" in run.rejections[0].reason
+
+
+def test_exposure_counts_overlapping_positions_once():
+    from backtest.metrics import time_in_market
+
+    entries, exits = np.array([0, 5, 20, 21]), np.array([10, 8, 30, 25])
+    assert time_in_market(entries, exits) == 10 + 10  # [0, 10] and [20, 30]
+    assert time_in_market(np.array([]), np.array([])) == 0

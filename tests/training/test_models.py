@@ -103,3 +103,20 @@ def test_the_transformer_masks_padding_and_normalises_its_heads():
     empty = seq.clone()
     empty[..., 8] = 0.0
     assert all(torch.isfinite(v).all() for v in net(tab, empty).values())
+
+
+def test_the_model_strategys_threshold_is_chosen_on_validation_days(planted_set):
+    from training.pipeline import decision_outputs, validation_threshold
+
+    fold = walk_forward(planted_set.days, purge_days=0)[0]
+    train, validation = planted_set.on_days(fold.train), planted_set.on_days(fold.validation)
+    model = LightGBM().fit(train, validation)
+    t = validation_threshold(model, validation)
+    first = (validation.frame["decision_offset_s"] == 0).to_numpy()
+    p = decision_outputs(model, validation)["continuation_60s"].to_numpy()[first]
+    f = validation.frame[first]
+    net = f["ret_dir_60s"].to_numpy() - f["round_trip_cost"].to_numpy()
+    # above the median score, at least ten trades, and they earned more than all of them together
+    assert t >= np.quantile(p, 0.5) and (p >= t).sum() >= 10
+    assert net[p >= t].sum() > net.sum() and net[p >= t].mean() > 0
+    assert validation_threshold(model, validation.on_days([])) == 0.5  # too few VIs to choose
