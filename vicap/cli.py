@@ -318,7 +318,10 @@ app.add_typer(rl_app, name="rl")
 @rl_app.command("train")
 def rl_train(
     iterations: int = typer.Option(20, min=1, help="PPO iterations"),
-    horizon_s: int = typer.Option(60, min=2, help="seconds an episode runs from the first decision second"),
+    horizon_s: int = typer.Option(60, min=2, help="seconds an episode runs from its start"),
+    start_s: int = typer.Option(
+        0, min=0, max=9, help="the episode's start, seconds after the first decision second"
+    ),
     drawdown_weight: float = typer.Option(0.1, min=0, help="penalty on each new low of the drawdown (lots)"),
     batch_steps: int = typer.Option(2_000, min=100, help="environment steps per iteration"),
     purge_days: int = typer.Option(1, min=0, help="days left out between train, validation and test"),
@@ -349,6 +352,7 @@ def rl_train(
             settings,
             env_runners,
             model,
+            start_s,
         )
     )
 

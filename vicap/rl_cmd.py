@@ -27,6 +27,7 @@ def run_rl_train(
     settings: Settings | None = None,
     env_runners: int = 0,
     model_tag: str | None = None,
+    start_s: int = 0,
 ) -> int:
     from feature_repo.definitions import SERVICE
     from training import registry
@@ -63,7 +64,7 @@ def run_rl_train(
     if not sets["train"]:
         console.print("[red]no training episode: the training days hold no released VI[/]")
         return 2
-    sim = SimConfig(horizon_s=horizon_s)
+    sim = SimConfig(horizon_s=horizon_s, start_s=start_s)
     env_config = {"episodes_path": str(episodes_path), "split": "train", "sim": sim.to_dict(),
                   "drawdown_weight": drawdown_weight, "observe_outputs": observed is not None}  # fmt: skip
     init_ray(ray_address)

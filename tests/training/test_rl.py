@@ -48,6 +48,24 @@ def test_the_environment_passes_gymnasiums_checker(session_episodes):
     check_env(env, skip_render_check=True)
 
 
+def test_an_episode_may_start_later_than_the_first_decision_second():
+    from training.rl.simulator import SimConfig
+
+    ep = planted(1)[0]
+    env = VITradingEnv({"episodes": [ep], "sim": {"horizon_s": 20, "start_s": 4}})
+    obs, info = env.reset(options={"episode": 0})
+    assert env.sim.t == int(ep.decision_ts[4]) and info["steps"] == 20
+    assert np.array_equal(obs[:4], ep.features[4])  # the features of decision 4, not 0
+    steps = 0
+    done = False
+    while not done:
+        _, _, done, _, _ = env.step(HOLD)
+        steps += 1
+    assert steps == 20
+    with pytest.raises(ValueError, match="entry window"):
+        SimConfig(start_s=10)
+
+
 def _observations(episode, actions: list[int], upto: int) -> list[np.ndarray]:
     env = VITradingEnv({"episodes": [episode], "sim": SIM, "drawdown_weight": 0.0})
     obs, _ = env.reset(options={"episode": 0})

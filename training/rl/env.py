@@ -46,8 +46,8 @@ class VITradingEnv(gym.Env):
         row = decision_row(sim.k, len(ep.features))
         outputs = ep.outputs[row] if self.interpreter.n_outputs else None
         return self.interpreter.observe(
-            ep.features[row], outputs, sim.position > 0, sim.entry_price, sim.start_price, sim.mark(), sim.k,
-            sim.steps, self.sim_config.entry_window_s,
+            ep.features[row], outputs, sim.position > 0, sim.entry_price, sim.start_price, sim.mark(),
+            self.sim_config.time_through(sim.k), sim.k < self.sim_config.entry_window_s,
         )  # fmt: skip
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

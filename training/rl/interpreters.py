@@ -43,13 +43,12 @@ class ObservationInterpreter:
         entry_price: float,
         start_price: float,
         mark: float,
-        k: int,
-        horizon_s: int,
-        entry_window_s: int,
+        time_through: float,
+        entry_open: bool,
     ) -> np.ndarray:
         unrealised = (mark / entry_price - 1.0) * 100 if holding and entry_price > 0 else 0.0
         since = (mark / start_price - 1.0) * 100 if start_price > 0 else 0.0
-        state = [float(holding), unrealised, since, k / max(horizon_s, 1), float(k < entry_window_s)]
+        state = [float(holding), unrealised, since, time_through, float(entry_open)]
         parts = [features.astype(np.float32)]
         if self.n_outputs:
             parts.append(

@@ -57,19 +57,21 @@ class PolicyStrategy(Strategy):
         row = decision_row(k, len(e.features))
         outputs = e.outputs[row] if self.interpreter.n_outputs else None
         return self.interpreter.observe(
-            e.features[row], outputs, e.qty > 0, e.entry_price, e.start_price, mark, k, self.sim.horizon_s,
-            self.sim.entry_window_s,
+            e.features[row], outputs, e.qty > 0, e.entry_price, e.start_price, mark, self.sim.time_through(k),
+            k < self.sim.entry_window_s,
         )  # fmt: skip
 
     def on_decision(self, d: Decision, ctx: Context) -> list[Action]:
-        e = self._events.setdefault(d.event.event_id, _Event(d.ts, float(d.last_price)))
+        e = self._events.setdefault(d.event.event_id, _Event(d.ts))
         raw = np.array([d.features.get(n, np.nan) for n in self.normalizer.names], dtype=np.float64)
         e.features.append(self.normalizer.transform(raw[None, :])[0])
         if self.interpreter.n_outputs:
             e.outputs.append(observed_outputs(np.array([d.outputs[n] for n in MODEL_OUTPUTS])))
         k = (d.ts - e.start_ts) // US_PER_SECOND
+        if k == self.sim.start_s:  # where the environment's episode starts
+            e.start_price = float(d.last_price)
         flat = not e.entered and ctx.position(d.event.stock_code) == 0 and not ctx.working(d.event.event_id)
-        if not flat or k >= self.sim.entry_window_s or d.last_price <= 0:
+        if not flat or not self.sim.start_s <= k < self.sim.entry_window_s or d.last_price <= 0:
             return []
         if self.policy(self._observe(e, k, d.last_price)) != BUY_ACTION:
             return []
@@ -93,7 +95,7 @@ class PolicyStrategy(Strategy):
         if e is None or e.qty <= 0 or ctx.working(m.event.event_id):
             return []
         k = (m.ts - e.start_ts) // US_PER_SECOND
-        if k >= self.sim.horizon_s:
+        if k >= self.sim.start_s + self.sim.horizon_s:
             return self._sell(m.event, e, "horizon")
         if self.policy(self._observe(e, k, m.last_price)) == SELL_ACTION:
             return self._sell(m.event, e, "policy: sell")

@@ -44,14 +44,16 @@ class Episode:
 
 @dataclass(frozen=True)
 class SimConfig:
-    horizon_s: int = 60  # steps: seconds from the first decision second
+    horizon_s: int = 60  # steps: seconds from the start
     entry_window_s: int = 10  # new positions only at these first seconds (the decision seconds)
+    start_s: int = 0  # the episode starts this many seconds after the first decision second
     lot_notional: float = 5_000_000.0  # KRW of the fixed lot
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def to_dict(self) -> dict:
         e = self.execution
         return {
+            "start_s": self.start_s,
             "horizon_s": self.horizon_s,
             "entry_window_s": self.entry_window_s,
             "lot_notional": self.lot_notional,
@@ -65,7 +67,18 @@ class SimConfig:
     def from_dict(cls, d: dict) -> SimConfig:
         keys = ("entry_latency_us", "response_latency_us", "queue_model", "brokerage_rate")
         execution = ExecutionConfig(**{k: d[k] for k in keys if k in d})
-        return cls(d.get("horizon_s", 60), d.get("entry_window_s", 10), d.get("lot_notional", 5e6), execution)
+        shape = {k: d[k] for k in ("horizon_s", "entry_window_s", "start_s", "lot_notional") if k in d}
+        return cls(**shape, execution=execution)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start_s < self.entry_window_s:
+            raise ValueError(
+                f"start_s must lie in the entry window 0-{self.entry_window_s - 1}, got {self.start_s}"
+            )
+
+    def time_through(self, k: int) -> float:
+        """The share of the horizon gone at second k (counted from the first decision second)."""
+        return (k - self.start_s) / max(self.horizon_s, 1)
 
 
 class Simulator:
@@ -79,10 +92,11 @@ class Simulator:
         self.start_cash = self.account.cash
         self.orders: list[Order] = []
         self.fills: list[Fill] = []
-        self.k = 0
-        self.t = int(episode.decision_ts[0])
+        self.k = config.start_s  # seconds since the first decision second
+        self.t = int(episode.decision_ts[0]) + self.k * US_PER_SECOND
         last_second = int(episode.tape.ts[-1]) // US_PER_SECOND * US_PER_SECOND
         self.steps = max(1, min(config.horizon_s, (last_second - self.t) // US_PER_SECOND))
+        self.end_k = self.k + self.steps
         self.entry_price = 0.0
         self.start_price = self.mark()
 
@@ -93,7 +107,7 @@ class Simulator:
 
     @property
     def done(self) -> bool:
-        return self.k >= self.steps
+        return self.k >= self.end_k
 
     def mark(self, t: int | None = None) -> int:
         """The last trade at or before ``t`` (now by default)."""
