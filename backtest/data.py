@@ -9,11 +9,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
+from rich.progress import Progress
 
 from backtest.strategy import EventInfo
 from backtest.tape import Tape, load_tape
 from market.events.table import load_stock_days
-from market.krx.clock import seoul_date, series_us
+from market.krx.clock import US_PER_SECOND, seoul_date, series_us
 
 
 def load_events(
@@ -49,6 +50,24 @@ def load_events(
         if (r.stock_code, r.day) in days
     ]
     return infos, table.reset_index(drop=True)
+
+
+def event_tapes(root: Path, instruments_path: Path, events: list[EventInfo], after_s: int) -> dict[str, Tape]:
+    """Each event's stretch of its stock-day, from its release to ``after_s`` later, reading every
+    stock-day once (a period's events interleave across stocks: a cache of whole days thrashes)."""
+    days = load_stock_days(instruments_path)
+    by_day: dict[tuple[str, dt.date], list[EventInfo]] = {}
+    for ev in events:
+        by_day.setdefault((ev.stock_code, ev.day), []).append(ev)
+    out = {}
+    with Progress(transient=True) as bar:
+        task = bar.add_task("reading tapes", total=len(by_day))
+        for key, evs in by_day.items():
+            tape = load_tape(root, key[0], days[key])
+            for ev in evs:
+                out[ev.event_id] = tape.window(ev.release_ts, ev.release_ts + after_s * US_PER_SECOND)
+            bar.advance(task)
+    return out
 
 
 class TapeCache:

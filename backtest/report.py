@@ -123,8 +123,8 @@ annualised with 252 days; n/a with fewer than two days). {_models(meta)}</p>
 <h2>Trade distribution</h2><img src="data:image/png;base64,{dist}">
 <h2>By cause, VI type and direction</h2>{_splits(result)}
 <p class=note>This run's trades: <code>{run}/trades.parquet</code>, equity: <code>{run}/equity.parquet</code>,
-measures: <code>{run}/metrics.json</code>. Replay, the tapes' reading included:
-{meta["replay_events_per_s"]:,.0f} market events/s.</p>"""
+measures: <code>{run}/metrics.json</code>. Replay: {meta["replay_events_per_s"]:,.0f} market events/s
+(the tapes read beforehand).</p>"""
     head = f"<meta charset=utf-8><title>vicap backtest</title><style>{_CSS}</style>"
     page = f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
     out_dir.mkdir(parents=True, exist_ok=True)

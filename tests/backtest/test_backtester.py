@@ -65,6 +65,24 @@ def test_cash_and_positions_reconcile_with_the_trades(session_run):
         assert trips["pnl"].sum() == pytest.approx(flows.sum())
 
 
+def test_event_windows_trade_exactly_as_whole_stock_days(session_run, built, dataset):
+    from backtest.data import event_tapes
+
+    runs, _, decisions = session_run
+    events = runs["every-decision"].events
+    windows = event_tapes(dataset, dataset / "instruments.parquet", events, 330 + 300)
+    bt = Backtester(lambda e: windows[e.event_id], BacktestConfig(ExecutionConfig(), capital=50_000_000))
+    windowed = bt.run(EveryDecision(), events, decisions)
+    whole = runs["every-decision"]
+    assert len(windowed.fills) == len(whole.fills) > 0
+    assert [(f.event_id, f.side, f.qty, f.price, f.fill_ts) for f in windowed.fills] == [
+        (f.event_id, f.side, f.qty, f.price, f.fill_ts) for f in whole.fills
+    ]
+    assert max(len(w) for w in windows.values()) < min(
+        len(t) for t in {e.stock_code: session_run[1](e) for e in events}.values()
+    )
+
+
 def test_every_fill_is_on_the_grid_and_inside_the_daily_limits(session_run):
     runs, tapes, _ = session_run
     for run in runs.values():
