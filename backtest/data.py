@@ -53,8 +53,10 @@ def load_events(
 
 
 def event_tapes(root: Path, instruments_path: Path, events: list[EventInfo], after_s: int) -> dict[str, Tape]:
-    """Each event's stretch of its stock-day, from its release to ``after_s`` later, reading every
-    stock-day once (a period's events interleave across stocks: a cache of whole days thrashes)."""
+    """Each event's stretch of its stock-day, from its release to ``after_s`` later (or to the
+    uncross of a call auction running then: an exit that joined the closing call fills there),
+    reading every stock-day once (a period's events interleave across stocks: a cache of whole
+    days thrashes)."""
     days = load_stock_days(instruments_path)
     by_day: dict[tuple[str, dt.date], list[EventInfo]] = {}
     for ev in events:
@@ -65,7 +67,9 @@ def event_tapes(root: Path, instruments_path: Path, events: list[EventInfo], aft
         for key, evs in by_day.items():
             tape = load_tape(root, key[0], days[key])
             for ev in evs:
-                out[ev.event_id] = tape.window(ev.release_ts, ev.release_ts + after_s * US_PER_SECOND)
+                out[ev.event_id] = tape.window(
+                    ev.release_ts, tape.auction_end(ev.release_ts + after_s * US_PER_SECOND)
+                )
             bar.advance(task)
     return out
 

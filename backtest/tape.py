@@ -76,6 +76,14 @@ class Tape:
     def is_uncross(self, i: int) -> bool:
         return self.kind[i] == TRADE and self.side[i] == 0
 
+    def auction_end(self, t_us: int) -> int:
+        """``t_us``, or the uncross of the call auction running then (the tape's end if none follows)."""
+        i = self.index_at(t_us)
+        if i < 0 or self.phase[i] != PHASE_AUCTION:
+            return t_us
+        later = np.flatnonzero((self.kind[i + 1 :] == TRADE) & (self.side[i + 1 :] == 0))
+        return int(self.ts[i + 1 + later[0]]) if len(later) else int(self.ts[-1])
+
     def window(self, start_us: int, end_us: int) -> Tape:
         """The rows from the last one at or before ``start_us`` (the market then) to ``end_us``."""
         lo = max(self.index_at(start_us), 0)

@@ -233,3 +233,11 @@ def test_costs_equal_hand_computed_trades(traded_on, market, tax_rate):
     _, (buy,) = send(venue, OrderRequest("005930", BUY, 300), 1)
     _, (sell,) = send(venue, OrderRequest("005930", SELL, 300), 2)
     assert (buy.cash_flow, sell.cash_flow) == (-3_015_000 - 452, 3_120_000 - 468 - tax)
+
+
+def test_a_window_ending_inside_an_auction_runs_to_its_uncross():
+    tape = make_tape(AUCTION)
+    assert tape.auction_end(T0 + 60_000_000) == T0 + 121_000_000  # inside the VI auction
+    assert tape.auction_end(T0 + 123_000_000) == T0 + 123_000_000  # continuous trading
+    window = tape.window(T0 + 1_000_000, tape.auction_end(T0 + 60_000_000))
+    assert window.is_uncross(len(window) - 1) and window.ts[0] == T0 + 1_000_000
