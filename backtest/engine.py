@@ -307,10 +307,7 @@ class Backtester:
 
     def __init__(self, tapes: Callable[[EventInfo], Tape], config: BacktestConfig | None = None) -> None:
         self.config = config or BacktestConfig()
-        self._tapes = tapes
-
-    def tape(self, ev: EventInfo) -> Tape:
-        return self._tapes(ev)
+        self.tape = tapes
 
     def run(
         self,
@@ -327,11 +324,6 @@ class Backtester:
         return RunResult(
             strategy.name, self.config, run.fills, run.rejections, run.equity, events, rows, run.account
         )
-
-
-def decision_last_price(tape: Tape, ts: int) -> int:
-    i = tape.index_at(ts)
-    return int(tape.last_price[i]) if i >= 0 else 0
 
 
 def as_decisions(
@@ -357,7 +349,7 @@ def as_decisions(
                 info,
                 int(k),
                 t,
-                decision_last_price(tape(info), t),
+                tape(info).last_trade_at(t),
                 dict(zip(features, feats[j], strict=True)),
                 dict(zip(outputs, outs[j], strict=True)),
             )

@@ -103,7 +103,6 @@ class Order:
     queue_ahead: float = -1.0  # shares ahead at its price (-1: its price is not displayed yet)
     level_qty: float = -1.0  # displayed size at its price when last seen
     crossed: bool = False  # the other side showed our price or better at the last row seen
-    filled: int = 0
 
     @property
     def live(self) -> bool:
@@ -293,7 +292,6 @@ class Venue:
             side, qty * price, self.tape.market, self.tape.day, self.config.brokerage_rate
         )
         order.remaining -= qty
-        order.filled += qty
         order.status = "filled" if order.remaining == 0 else "working"
         return Fill(
             order.client_id,

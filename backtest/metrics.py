@@ -99,10 +99,8 @@ def _ci(values: np.ndarray, stat, rng: np.random.Generator, n: int) -> tuple[flo
 
 def daily_pnl(trips: pd.DataFrame, days: list[dt.date]) -> pd.Series:
     """Net P&L by the day each round trip closed, every day of the period present (0 if idle)."""
-    by_day = (
-        trips.groupby(trips["exit_ts"].map(lambda t: seoul_date(int(t))))["pnl"].sum() if len(trips) else None
-    )
-    return pd.Series({d: float(by_day.get(d, 0.0)) if by_day is not None else 0.0 for d in days})
+    by_day = trips.groupby(trips["exit_ts"].map(lambda t: seoul_date(int(t))))["pnl"].sum()
+    return pd.Series({d: float(by_day.get(d, 0.0)) for d in days})
 
 
 def time_in_market(entries: np.ndarray, exits: np.ndarray) -> float:

@@ -73,6 +73,11 @@ class Tape:
         ``t_us`` sees."""
         return int(np.searchsorted(self.ts, t_us, side="right")) - 1
 
+    def last_trade_at(self, t_us: int) -> int:
+        """The last trade price at or before ``t_us`` (0 before any)."""
+        i = self.index_at(t_us)
+        return int(self.last_price[i]) if i >= 0 else 0
+
     def is_uncross(self, i: int) -> bool:
         return self.kind[i] == TRADE and self.side[i] == 0
 

@@ -80,7 +80,7 @@ def main(stocks: int = 12, days: int = 5) -> dict:
                     ev,
                     k,
                     -(-ev.release_ts // US_PER_SECOND) * US_PER_SECOND + k * US_PER_SECOND,
-                    int(tapes(ev).last_price[tapes(ev).index_at(ev.release_ts)]),
+                    tapes(ev).last_trade_at(ev.release_ts),
                     {},
                     {},
                 )

@@ -131,7 +131,7 @@ def test_rewards_sum_to_the_backtesters_net_pnl_for_the_same_actions(session_epi
             step += 1
         decisions = {
             ep.event.event_id: [
-                Decision(ep.event, k, int(t), int(ep.tape.last_price[ep.tape.index_at(int(t))]), {}, {})
+                Decision(ep.event, k, int(t), ep.tape.last_trade_at(int(t)), {}, {})
                 for k, t in enumerate(ep.decision_ts)
             ]
         }
@@ -198,7 +198,7 @@ def test_the_registered_policy_trades_in_the_backtester(trained_policy):
                 e.event,
                 k,
                 int(t),
-                int(e.tape.last_price[e.tape.index_at(int(t))]),
+                e.tape.last_trade_at(int(t)),
                 dict(zip(names, e.features[k].tolist(), strict=True)),
                 {},
             )

@@ -111,9 +111,7 @@ class Simulator:
 
     def mark(self, t: int | None = None) -> int:
         """The last trade at or before ``t`` (now by default)."""
-        tape = self.ep.tape
-        i = tape.index_at(self.t if t is None else t)
-        return int(tape.last_price[max(i, 0)])
+        return self.ep.tape.last_trade_at(self.t if t is None else t)
 
     def equity(self) -> float:
         return self.account.cash + self.position * self.mark()
