@@ -1,6 +1,17 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import backtest, features, generation, kis_ingest, matching, rl, slicing, training, validation
+from bench import (
+    backtest,
+    features,
+    generation,
+    kis_ingest,
+    matching,
+    rl,
+    serving,
+    slicing,
+    training,
+    validation,
+)
 
 BENCHMARKS = [
     matching.main,
@@ -12,6 +23,7 @@ BENCHMARKS = [
     training.main,
     backtest.main,
     rl.main,
+    serving.main,
 ]
 
 for bench in BENCHMARKS:

@@ -151,6 +151,7 @@ class DecisionReader:
         projections = store.get_feature_service(service).feature_view_projections
         views = {fv.name: fv for fv in store.list_feature_views()}
         self.views = [(views[p.name], [f.name for f in p.features]) for p in projections]
+        self.join_keys = [view.join_keys for view, _ in self.views]  # a type-checked property: once
         self.redis = None
         if isinstance(store.config.online_store, RedisOnlineStoreConfig):
             self.redis = self.online._get_client(store.config.online_store)  # Feast's own connection
@@ -162,10 +163,7 @@ class DecisionReader:
             "decision_offset_s": ValueProto(int64_val=offset_s),
             "stock_code": ValueProto(string_val=stock_code),
         }
-        keys = [
-            EntityKeyProto(join_keys=view.join_keys, entity_values=[values[k] for k in view.join_keys])
-            for view, _ in self.views
-        ]
+        keys = [EntityKeyProto(join_keys=jk, entity_values=[values[k] for k in jk]) for jk in self.join_keys]
         if self.redis is not None:
             return self._read_redis(keys)
         out: dict[str, object] = {}

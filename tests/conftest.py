@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,46 @@ def applied(built) -> DataPaths:
     start, end = stamped_range(built.features)
     store.materialize(s, start, end + dt.timedelta(seconds=1))
     return built
+
+
+@dataclass(frozen=True)
+class ViDay:
+    """A stock-day with a VI in a small generated market (raw: its dataset root)."""
+
+    raw: Path
+    code: str
+    day: dt.date
+    trigger: dt.datetime
+    release: dt.datetime
+
+
+@pytest.fixture(scope="session")
+def vi_day(tmp_path_factory) -> ViDay:
+    """Three stocks, one hot day (about 10 s to generate): the stock-day with the most VIs and
+    its first VI. The KIS client, fake server and recorder tests replay it."""
+    import pyarrow.parquet as pq
+
+    from market.synthetic.generator import generate
+
+    raw = tmp_path_factory.mktemp("kis-market") / "raw"
+    generate(raw, jobs=1, **(SYNTHETIC_ARGS | {"stocks": 3, "days": 1}))
+    log = pq.read_table(raw / "vi_log.parquet").to_pandas()
+    code, day = log.groupby([log.stock_code, log.trigger_ts.dt.date]).size().idxmax()
+    first = log[(log.stock_code == code) & (log.trigger_ts.dt.date == day)].sort_values("trigger_ts").iloc[0]
+    return ViDay(raw, code, day, first.trigger_ts.to_pydatetime(), first.release_ts.to_pydatetime())
+
+
+@pytest.fixture(scope="session")
+def vi_window(vi_day) -> tuple[dt.time, dt.time]:
+    """A minute before ``vi_day``'s VI to a minute after its release (about four minutes)."""
+    return (vi_day.trigger - dt.timedelta(minutes=1)).time(), (
+        vi_day.release + dt.timedelta(minutes=1)
+    ).time()
+
+
+@pytest.fixture(scope="session")
+def vi_feed(vi_day, vi_window):
+    """The KIS feed of ``vi_day``'s stock over ``vi_window`` (built once: it reads the whole day)."""
+    from market.kis.export import build_feed
+
+    return build_feed(vi_day.raw, vi_day.day, [vi_day.code], *vi_window)

@@ -237,8 +237,14 @@ class LightGBM(Model):
             self.boosters.setdefault(head, []).append(booster)
 
     def _predict(self, ds: VIDataset) -> Predictions:
-        x = self.normalizer.tabular(ds)
+        return self._predict_scaled(self.normalizer.tabular(ds))
 
+    def predict_features(self, raw: np.ndarray) -> Predictions:
+        """Calibrated predictions for rows of raw features in ``normalizer.names`` order (NaN where
+        missing): the model service's path, without building a dataset frame per request."""
+        return self.calibration.apply(self._predict_scaled(self.normalizer.transform(raw)))
+
+    def _predict_scaled(self, x: np.ndarray) -> Predictions:
         def run(head: str) -> list[np.ndarray]:
             return [b.predict(x, num_iteration=b.best_iteration or None) for b in self.boosters[head]]
 

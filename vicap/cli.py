@@ -155,6 +155,39 @@ def kis_export(
     typer.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()) + f" written to {out}")
 
 
+@app.command("record")
+def record(
+    stock: list[str] = typer.Option(..., help="stock code to record (repeatable; 10 at most: 4 tr_ids each)"),
+    out: Path = typer.Option(None, help="recording folder (default <data root>/recordings/kis)"),
+    stocks: Path = typer.Option(
+        None, help="stocks.csv with the codes' names and markets (as kis-export writes)"
+    ),
+    until: str = typer.Option(None, help="stop at this Seoul time (HH:MM[:SS])"),
+    duration: float = typer.Option(None, help="stop after this many seconds"),
+    vi_poll: float = typer.Option(60.0, help="seconds between VI-status polls"),
+) -> None:
+    """Record the KIS real-time feed of a watchlist (trades, books, program trading, market
+    operation) to daily kis-log files, polling the VI status, until a time or for a duration."""
+    import datetime as dt
+
+    from vicap.record_cmd import run_record
+    from vicap.settings import get_settings
+
+    settings = get_settings()
+    target = out or settings.paths.root / "recordings" / "kis"
+    raise typer.Exit(
+        run_record(
+            settings,
+            target,
+            stock,
+            stocks,
+            dt.time.fromisoformat(until) if until else None,
+            duration,
+            vi_poll,
+        )
+    )
+
+
 def _parse_date(text: str):
     import datetime as dt
 
@@ -411,6 +444,23 @@ def backtest(
             policy_tag=policy,
         )
     )
+
+
+@app.command()
+def serve(
+    model: str = typer.Option(None, help="registered model for /predict (default VICAP_SERVE_MODEL)"),
+    policy: str = typer.Option(
+        None, help="registered policy for /act ('' for none; default VICAP_SERVE_POLICY)"
+    ),
+    host: str = typer.Option(None, help="bind address (default VICAP_SERVE_HOST, 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default VICAP_SERVE_PORT, 3000)"),
+    data_dir: Path = typer.Option(None, help="data root whose Feast online store it reads"),
+) -> None:
+    """Serve /predict, /act, /metadata and /healthz over HTTP (BentoML; `bentoml serve
+    vicap.service:VICap` is the same service). VICAP_SERVICE_TOKEN, when set, is the bearer token."""
+    from vicap.serve_cmd import run_serve
+
+    raise typer.Exit(run_serve(model, policy, host, port, data_dir))
 
 
 @app.command()

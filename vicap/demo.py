@@ -183,19 +183,83 @@ DEMO_PURGE_DAYS = 0  # six days cannot also spare purge gaps: train 4, validatio
 
 
 def run_kis_round_trip(raw: Path, work: Path) -> int:
-    """Record the stock-day with the most VIs in the KIS formats, ingest it, detect its VIs."""
-    from market.kis.export import export_recording
+    """Record a few replayed minutes around the first VI of the stock-day with the most VIs from
+    the loopback fake KIS with `vicap record`'s recorder, ingest them, detect their VIs."""
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from market.kis.client import KisConfig
+    from market.kis.recorder import RecorderConfig
+    from serving.fake_kis import FakeKis
     from vicap.events_cmd import run_events
     from vicap.ingest_cmd import run_ingest
+    from vicap.record_cmd import record_with_progress
 
     log = pq.read_table(raw / "vi_log.parquet").to_pandas()
     code, day = log.groupby([log.stock_code, log.trigger_ts.dt.date]).size().idxmax()
+    trigger = log[(log.stock_code == code) & (log.trigger_ts.dt.date == day)].trigger_ts.min()
+    start, end = ((trigger + dt.timedelta(minutes=m)).time() for m in (-1, 3))
     shutil.rmtree(work, ignore_errors=True)
-    counts = export_recording(raw, work / "recording", day, [code])
-    console.print(f"recorded {code} on {day}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    keys = {"app_key": "demo-app-key", "app_secret": "demo-app-secret"}  # the fake's, not real ones
+    with FakeKis.replay(raw, day, [code], start, end, speed=120, **keys) as fake:
+        kis = KisConfig(
+            **{name: SecretStr(value) for name, value in keys.items()},
+            rest_url=fake.rest_url,
+            ws_url=fake.ws_url,
+            min_interval_s=0.01,
+        )
+        config = RecorderConfig(
+            out=work / "recording",
+            codes=[code],
+            stop_us=fake.feed.frames[-1][0] + 30_000_000,
+            vi_poll_s=0.5,
+            stock_rows=fake.feed.stock_rows,
+        )
+        console.print(f"recording {code} on {day} {start:%H:%M:%S}-{end:%H:%M:%S} from the fake KIS at 120x")
+        asyncio.run(record_with_progress(kis, config, clock_us=fake.now_us, backoff_s=0.05))
     return run_ingest(work / "recording", "kis-log", None, work / "raw", None) or run_events(
         work / "raw", work / "events"
     )
+
+
+def run_service_check(settings) -> bool:
+    """`bentoml serve` on the demo's registered model and policy: one /predict and one /act answer
+    for the last VI of the data, over HTTP."""
+    import json
+    import socket
+
+    import httpx
+
+    from feature_repo.build import DECISION_TABLE
+    from vicap.serve_cmd import ServiceProcess, serve_environment
+
+    table = pq.read_table(settings.paths.features / f"{DECISION_TABLE}.parquet", columns=["event_id"])
+    body = {"event_id": table["event_id"][-1].as_py(), "decision_offset": 0}
+    with socket.socket() as s:  # the settings' port unless something already listens there
+        port = settings.serve_port if s.connect_ex((settings.serve_host, settings.serve_port)) else 0
+    if not port:
+        with socket.socket() as s:
+            s.bind((settings.serve_host, 0))
+            port = s.getsockname()[1]
+    token = settings.service_token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+    log = settings.paths.root / "demo" / "serve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = serve_environment(settings, "vicap-lightgbm", "vicap-ppo")
+    with ServiceProcess(env, settings.serve_host, port, log) as svc:
+        predict = httpx.post(f"{svc.url}/predict", json=body, headers=headers, timeout=10)
+        console.print(f"POST {svc.url}/predict {json.dumps(body)} -> {predict.status_code}")
+        console.print_json(predict.text)
+        act_body = body | {"start_price": 10_000, "last_price": 10_050}
+        act = httpx.post(f"{svc.url}/act", json=act_body, headers=headers, timeout=10)
+        console.print(f"POST {svc.url}/act {json.dumps(act_body)} -> {act.status_code} {act.text}")
+    console.print(
+        "serve it yourself: [bold]vicap serve[/] (or bentoml serve vicap.service:VICap), then\n"
+        f"  curl -s localhost:{settings.serve_port}/predict -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(body)}'"
+    )
+    return predict.status_code == 200 and act.status_code == 200
 
 
 def run_demo(seed: int = 7) -> int:
@@ -252,6 +316,8 @@ def run_demo(seed: int = 7) -> int:
         )
         == 0
     )
+    console.rule("[bold]vicap demo[/]: the model service (BentoML) over HTTP")
+    service_ok = backtest_ok and run_service_check(settings)
     console.rule("[bold]vicap demo[/]: KRX rules")
     rules_ok = rules_self_check()
     console.rule("[bold]vicap demo[/]: one exchange session with a VI")
@@ -276,6 +342,7 @@ def run_demo(seed: int = 7) -> int:
             and features_ok
             and models_ok
             and backtest_ok
+            and service_ok
             and kis_ok
         )
         or vi_log.num_rows == 0

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
     )
     brokerage_rate: float = Field(DEFAULT_BROKERAGE_RATE, ge=0, lt=0.01, description="per side, fraction")
 
+    # the model service (serving/service.py): `vicap serve` and plain `bentoml serve` read these
+    serve_model: str = Field("vicap-lightgbm", description="registered model answering /predict")
+    serve_policy: str | None = Field("vicap-ppo", description="registered policy answering /act; '' for none")
+    serve_host: str = Field("127.0.0.1", description="the service binds here (never all interfaces unasked)")
+    serve_port: int = Field(3000, ge=1, le=65535)
+    service_token: SecretStr | None = Field(
+        None, description="when set, every request but /healthz needs 'Authorization: Bearer <token>'"
+    )
+
+    # KIS Open API (market/kis/client.py); credentials only from the environment
+    kis_app_key: SecretStr | None = Field(None, description="KIS appkey")
+    kis_app_secret: SecretStr | None = Field(None, description="KIS appsecret")
+    kis_account: SecretStr | None = Field(None, description="account 'CANO-ACNT_PRDT_CD', e.g. 12345678-01")
+    kis_paper: bool = Field(True, description="paper-trading (모의투자) account: VTTC tr_ids, paper hosts")
+    kis_rest_url: str | None = Field(None, description="REST base URL; None: KIS's host for the account kind")
+    kis_ws_url: str | None = Field(None, description="WebSocket URL; None: KIS's host for the account kind")
+    kis_token_cache: Path = Field(
+        Path.home() / ".cache" / "vicap", description="folder of the 0600 KIS token cache"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_environment(cls, values: object) -> object:

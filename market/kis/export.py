@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from market.krx.dataset import MEMBERSHIP, IngestError
 
 MAX_BATCH = 10  # records per frame when several arrive at one instant (the open, the close)
 PING_EVERY_US = 100_000_000  # KIS sends a PINGPONG heartbeat about every 100 s
+PINGPONG = "PINGPONG"
 # NEW_MKOP_CLS_CODE of a print by session (formats.py has the table): the regular session's prints,
 # its call auctions' included, are 장중 보통 (20), as in every published frame
 NEW_MKOP_BY_SESSION = {"post_close": "30", "off_hours": "40"}
@@ -190,16 +192,45 @@ def _vi_status_output(code: str, name: str, day: dt.date, vi_rows: list[dict], r
     return rows[::-1]
 
 
-def export_recording(
+@dataclass(frozen=True)
+class Feed:
+    """One day of a dataset as the KIS feed carries it to a subscriber of ``codes``: ``frames`` are
+    (receive µs, tr_id, stock code, text) in receive order, data frames (one stock and one tr_id a
+    frame, batched as KIS batches them) with PINGPONG heartbeats (tr_id PINGPONG, no stock) among
+    them; ``vis`` are the VIs behind the VI-status REST rows. The one source of the exporter and of
+    the loopback fake KIS server (serving/fake_kis.py)."""
+
+    day: dt.date
+    codes: list[str]
+    names: dict[str, str]
+    frames: list[tuple[int, str, str, str]]
+    vis: list[tuple[str, dict, int | None]]  # (stock, stock_records' VI row, release µs or None)
+    stock_rows: list[str]
+
+    @property
+    def first_us(self) -> int:
+        return self.frames[0][0] if self.frames else 0
+
+    def vi_status(self, as_of_us: int) -> list[dict]:
+        """The FHPST01390000 rows as a poll at ``as_of_us`` would see them (newest first)."""
+        rows: list[dict] = []
+        for code in self.codes:
+            mine = [(v, r) for c, v, r in self.vis if c == code and v["ts"] <= as_of_us]
+            releases = {v["ts"]: r for v, r in mine if r is not None and r <= as_of_us}
+            rows += _vi_status_output(code, self.names[code], self.day, [v for v, _ in mine], releases)
+        return rows
+
+
+def build_feed(
     dataset: Path,
-    out: Path,
     day: dt.date,
     stocks: list[str] | None = None,
     start: dt.time | None = None,
     end: dt.time | None = None,
     seed: int = 0,
-) -> dict[str, int]:
-    """Write ``out/kis-<day>.jsonl.gz``, ``out/vi_status-<day>.json`` and ``out/stocks.csv``."""
+) -> Feed:
+    """The :class:`Feed` of ``stocks`` (default all) on ``day`` between exchange times ``start``
+    and ``end``; ``seed`` draws the receive latency."""
     inst = pq.read_table(dataset / "instruments.parquet").to_pandas()
     inst = inst[inst["date"] == day].set_index("stock_code")
     part = dataset / "ticks" / f"date={day.isoformat()}"
@@ -208,7 +239,7 @@ def export_recording(
     hi = krx.at_seoul(day, end or dt.time(23, 59, 59))
     log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
     merged: list[tuple[int, int, int, str, dict]] = []
-    rest: list[dict] = []
+    vis: list[tuple[str, dict, int | None]] = []
     for k, code in enumerate(codes):
         if code not in inst.index:
             raise ValueError(f"{dataset}: no stock {code} on {day}")
@@ -221,61 +252,78 @@ def export_recording(
             for r in mine.itertuples()
             if pd.notna(r.release_ts) and krx.epoch_us(r.release_ts) <= hi
         }
-        in_window = [v for v in vi_rows if lo <= v["ts"] <= hi]
-        rest += _vi_status_output(code, str(inst.loc[code, "stock_name"]), day, in_window, releases)
+        vis += [(code, v, releases.get(v["ts"])) for v in vi_rows if lo <= v["ts"] <= hi]
     merged.sort(key=lambda r: r[:3])
-    rng = np.random.default_rng(seed)
-    latency = rng.integers(3_000, 40_000, size=len(merged))  # µs from the exchange to the recorder
-    out.mkdir(parents=True, exist_ok=True)
-    lines = frames = 0
-    recv = last_ping = 0
-    path = out / f"kis-{day:%Y%m%d}.jsonl.gz"
-
-    def write(fh, recv_us: int, frame: str) -> None:
-        nonlocal lines
-        stamp = krx.from_us(recv_us).isoformat(timespec="microseconds")
-        fh.write(json.dumps({"recv_ts": stamp, "frame": frame}) + "\n")
-        lines += 1
-
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        first = merged[0][0] if merged else lo
-        for code in codes:
-            for tr_id in kis.FIELDS:
-                write(fh, first - 1_000_000, kis.subscribe_ack(tr_id, code))
-        last_ping = first
-        i = 0
-        while i < len(merged):
-            ts, k, _, tr_id, rec = merged[i]
-            batch = [rec]
-            while (
-                i + len(batch) < len(merged)
-                and len(batch) < MAX_BATCH
-                and merged[i + len(batch)][:2] == (ts, k)
-                and merged[i + len(batch)][3] == tr_id
-            ):
-                batch.append(merged[i + len(batch)][4])
-            recv = max(recv, ts + int(latency[i]))
-            if recv - last_ping >= PING_EVERY_US:
-                write(
-                    fh,
-                    recv,
-                    kis.pingpong(krx.from_us(recv).strftime("%Y%m%d%H%M%S")),
-                )
-                last_ping = recv
-            write(fh, recv, kis.format_frame(tr_id, batch))
-            frames += 1
-            i += len(batch)
-    (out / f"vi_status-{day:%Y%m%d}.json").write_text(
-        json.dumps(
-            {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.", "output": rest},
-            ensure_ascii=False,
-            indent=1,
-        ),
-        encoding="utf-8",
-    )
     stock_rows = [",".join(("stock_code", "stock_name", "market", *MEMBERSHIP))]
     for c in codes:
         flags = ("Y" if inst.loc[c, m] else "N" for m in MEMBERSHIP)
         stock_rows.append(",".join((c, inst.loc[c, "stock_name"], inst.loc[c, "market"], *flags)))
-    (out / STOCKS_FILE).write_text("\n".join(stock_rows) + "\n", encoding="utf-8")
-    return {"lines": lines, "frames": frames, "records": len(merged), "vi_status_rows": len(rest)}
+    names = {c: str(inst.loc[c, "stock_name"]) for c in codes}
+    return Feed(day, codes, names, _frames(merged, codes, seed), vis, stock_rows)
+
+
+def _frames(merged: list[tuple[int, int, int, str, dict]], codes: list[str], seed: int) -> list:
+    """Records (ts, stock index, order, tr_id, record) as frames: those of one stock and tr_id at
+    one instant batched (up to :data:`MAX_BATCH`), a PINGPONG every :data:`PING_EVERY_US`."""
+    rng = np.random.default_rng(seed)
+    latency = rng.integers(3_000, 40_000, size=len(merged))  # µs from the exchange to the recorder
+    frames: list[tuple[int, str, str, str]] = []
+    recv = 0
+    last_ping = merged[0][0] if merged else 0
+    i = 0
+    while i < len(merged):
+        ts, k, _, tr_id, rec = merged[i]
+        batch = [rec]
+        while (
+            i + len(batch) < len(merged)
+            and len(batch) < MAX_BATCH
+            and merged[i + len(batch)][:2] == (ts, k)
+            and merged[i + len(batch)][3] == tr_id
+        ):
+            batch.append(merged[i + len(batch)][4])
+        recv = max(recv, ts + int(latency[i]))
+        if recv - last_ping >= PING_EVERY_US:
+            frames.append((recv, PINGPONG, "", kis.pingpong(krx.from_us(recv).strftime("%Y%m%d%H%M%S"))))
+            last_ping = recv
+        frames.append((recv, tr_id, codes[k], kis.format_frame(tr_id, batch)))
+        i += len(batch)
+    return frames
+
+
+def vi_status_response(rows: list[dict]) -> dict:
+    """The FHPST01390000 reply body around ``rows``, as the recording keeps it."""
+    return {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.", "output": rows}
+
+
+def recording_line(recv_us: int, frame: str) -> str:
+    """One line of a kis-log recording."""
+    return json.dumps({"recv_ts": krx.from_us(recv_us).isoformat(timespec="microseconds"), "frame": frame})
+
+
+def export_recording(
+    dataset: Path,
+    out: Path,
+    day: dt.date,
+    stocks: list[str] | None = None,
+    start: dt.time | None = None,
+    end: dt.time | None = None,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Write ``out/kis-<day>.jsonl.gz``, ``out/vi_status-<day>.json`` and ``out/stocks.csv``."""
+    feed = build_feed(dataset, day, stocks, start, end, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    first = feed.first_us or krx.at_seoul(day, start or dt.time(0))
+    lines = [
+        recording_line(first - 1_000_000, kis.subscribe_ack(t, c)) for c in feed.codes for t in kis.FIELDS
+    ]
+    lines += [recording_line(recv, text) for recv, _, _, text in feed.frames]
+    with gzip.open(out / f"kis-{day:%Y%m%d}.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(line + "\n" for line in lines)
+    rows = feed.vi_status(krx.at_seoul(day, end or dt.time(23, 59, 59)))
+    (out / f"vi_status-{day:%Y%m%d}.json").write_text(
+        json.dumps(vi_status_response(rows), ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    (out / STOCKS_FILE).write_text("\n".join(feed.stock_rows) + "\n", encoding="utf-8")
+    data_frames = sum(tr_id != PINGPONG for _, tr_id, _, _ in feed.frames)
+    records = sum(n for n in (int(f[3][11:14]) for f in feed.frames if f[1] != PINGPONG))
+    return {"lines": len(lines), "frames": data_frames, "records": records, "vi_status_rows": len(rows)}

@@ -36,3 +36,6 @@ def test_demo_runs_a_session_with_a_vi_and_writes_valid_files(data_dir):
         n.startswith("ppo (vicap-ppo") for n in names
     )
     assert (data_dir / "reports" / "backtest" / "index.html").exists()
+    # the model service answered /predict and /act over HTTP on the demo's registered model
+    assert "/predict" in result.output and '"rebound_probability"' in result.output
+    assert '"cause_probabilities"' in result.output and "-> 200" in result.output
