@@ -1,8 +1,9 @@
 """The model service's speed: ``/predict`` (online features + LightGBM) in-process and over HTTP
-from a real ``bentoml serve``, at concurrency 1, 8 and 32, with the SQLite and the Redis online
-store, beside Feast's own ``feast serve`` HTTP lookup of the same feature service (features only,
-no model), all measured in the same run. The load comes from threads of this process on the same
-two cores as the servers, as a client on the same PC would."""
+from a real ``bentoml serve``, at concurrency 1, 8 and 32, with one and two server processes, with
+the SQLite and the Redis online store, beside Feast's own ``feast serve`` HTTP lookup of the same
+feature service (features only, no model) with as many processes, all measured in the same run.
+The load comes from threads of this process on the same two cores as the servers, as a client on
+the same PC would."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ BROKERAGE = 0.00015
 MODEL_NAME = "vicap-bench-lightgbm"
 REDIS_DB = 15  # a database of its own, emptied after: never the production store's keys
 CONCURRENCY = (1, 8, 32)
+FEAST_PATH = "feast serve /get-online-features (no model)"
+WORKERS = (1, 2)  # server processes (bentoml serve and feast serve alike)
 
 
 def _free_port() -> int:
@@ -102,7 +105,7 @@ def _feast_yaml(work: Path, paths: DataPaths, online: dict) -> Path:
     return repo
 
 
-def feast_serve(repo: Path, port: int, log: Path) -> subprocess.Popen:
+def feast_serve(repo: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
     feast = str(Path(sys.executable).with_name("feast"))
     command = [
         feast,
@@ -114,6 +117,8 @@ def feast_serve(repo: Path, port: int, log: Path) -> subprocess.Popen:
         "-p",
         str(port),
         "--no-access-log",
+        "--workers",
+        str(workers),
         "--max-requests",
         "100000000",
     ]  # its default (1,000) restarts the worker mid-run
@@ -208,32 +213,34 @@ def main(stocks: int = 8, days: int = 3, requests: int = 1600) -> dict:
                 decisions.predict(DecisionKey(**bodies[i % len(bodies)]))
                 lat.append(time.perf_counter() - t)
             p50, p99 = _percentiles(lat)
-            rows.append({"online store": label, "path": "/predict in-process (DecisionService)",
+            rows.append({"online store": label, "path": "/predict in-process (DecisionService)", "workers": 1,
                          "concurrency": 1, "p50 ms": p50, "p99 ms": p99, "requests/s": len(lat) / sum(lat),
                          "errors": 0})  # fmt: skip
-            env = serve_environment(get_settings(), tag, "", paths.root)
-            env["VICAP_ONLINE_STORE"] = online
-            port = _free_port()
-            with ServiceProcess(env, port=port, log=work / f"serve-{label}.log") as svc:
-                for c in CONCURRENCY:
-                    r = load(svc.url + "/predict", bodies, c, requests if c > 1 else requests // 2)
-                    rows.append({"online store": label, "path": "/predict over HTTP (bentoml serve)",
-                                 "concurrency": c, **r})  # fmt: skip
             kind = (
                 {"type": "sqlite", "path": str(paths.feast / "online.db")}
                 if label == "sqlite"
                 else {"type": "redis", "connection_string": f"{urlparse(online).netloc},db={REDIS_DB}"}
             )
-            port = _free_port()
-            process = feast_serve(_feast_yaml(work, paths, kind), port, work / f"feast-{label}.log")
-            try:
-                url = f"http://127.0.0.1:{port}/get-online-features"
-                for c in CONCURRENCY:
-                    r = load(url, feast_bodies, c, requests if c > 1 else requests // 2)
-                    rows.append({"online store": label, "path": "feast serve /get-online-features (no model)",
-                                 "concurrency": c, **r})  # fmt: skip
-            finally:
-                _stop(process)
+            repo = _feast_yaml(work, paths, kind)
+            for workers in WORKERS:
+                env = serve_environment(get_settings(), tag, "", paths.root)
+                env |= {"VICAP_ONLINE_STORE": online, "VICAP_SERVE_WORKERS": str(workers)}
+                log = work / f"serve-{label}-{workers}.log"
+                with ServiceProcess(env, port=_free_port(), log=log) as svc:
+                    for c in CONCURRENCY:
+                        r = load(svc.url + "/predict", bodies, c, requests if c > 1 else requests // 2)
+                        rows.append({"online store": label, "path": "/predict over HTTP (bentoml serve)",
+                                     "workers": workers, "concurrency": c, **r})  # fmt: skip
+                port = _free_port()
+                process = feast_serve(repo, port, workers, work / f"feast-{label}-{workers}.log")
+                try:
+                    url = f"http://127.0.0.1:{port}/get-online-features"
+                    for c in CONCURRENCY:  # fewer requests: it serves about a third as many a second
+                        r = load(url, feast_bodies, c, requests // 2 if c > 1 else requests // 4)
+                        rows.append({"online store": label, "path": FEAST_PATH, "workers": workers,
+                                     "concurrency": c, **r})  # fmt: skip
+                finally:
+                    _stop(process)
         publish(
             "serving",
             f"/predict ({SERVICE}, LightGBM) beside feast serve ({os.cpu_count()} cores)",

@@ -226,7 +226,10 @@ class FakeKis:
         self._stopping = asyncio.Event()
         rest_sock = socket.socket()
         rest_sock.bind(("127.0.0.1", 0))
-        rest = uvicorn.Server(uvicorn.Config(self._app(), log_level="warning", lifespan="off"))
+        # log_config=None: uvicorn's own would bind handlers to the sys.stderr of the moment (a
+        # test's capture, closed later)
+        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", log_config=None)
+        rest = uvicorn.Server(config)
         rest_task = asyncio.create_task(rest.serve(sockets=[rest_sock]))
         async with serve(self._session, "127.0.0.1", 0, ping_interval=None) as ws_server:
             port = ws_server.sockets[0].getsockname()[1]

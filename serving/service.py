@@ -99,14 +99,10 @@ async def _metadata(request: Request) -> JSONResponse:
     return JSONResponse(service.decisions.metadata().model_dump())
 
 
-def make_service(load: Callable[[], DecisionService], token: str | None = None):
+def make_service(load: Callable[[], DecisionService], token: str | None = None, workers: int = 1):
     """The BentoML service answering with what ``load()`` opens (in each worker, at start)."""
     inner = type("VICap", (VICapAPI,), {"load": staticmethod(load), "__module__": VICapAPI.__module__})
-    svc = bentoml.service(
-        name=SERVICE_NAME,
-        traffic={"timeout": REQUEST_TIMEOUT_S},
-        workers=1,
-    )(inner)
+    svc = bentoml.service(name=SERVICE_NAME, traffic={"timeout": REQUEST_TIMEOUT_S}, workers=workers)(inner)
     svc.mount_asgi_app(Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])]), path="/")
     if token:
         svc.add_asgi_middleware(BearerToken, token=token)

@@ -15,5 +15,6 @@ def open_decisions() -> DecisionService:
     return DecisionService(s.paths.feast, online_store, s.serve_model, s.serve_policy or None)
 
 
-_token = get_settings().service_token
-VICap = make_service(open_decisions, _token.get_secret_value() if _token else None)
+_settings = get_settings()
+_token = _settings.service_token
+VICap = make_service(open_decisions, _token.get_secret_value() if _token else None, _settings.serve_workers)

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     serve_policy: str | None = Field("vicap-ppo", description="registered policy answering /act; '' for none")
     serve_host: str = Field("127.0.0.1", description="the service binds here (never all interfaces unasked)")
     serve_port: int = Field(3000, ge=1, le=65535)
+    serve_workers: int = Field(1, ge=1, le=32, description="service worker processes (each loads the model)")
     service_token: SecretStr | None = Field(
         None, description="when set, every request but /healthz needs 'Authorization: Bearer <token>'"
     )
