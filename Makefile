@@ -9,7 +9,7 @@ export RAY_USAGE_STATS_ENABLED=0
 export BENTOML_DO_NOT_TRACK=true
 export RAY_AUTH_MODE=disabled
 
-.PHONY: venv demo test bench lint format clean
+.PHONY: venv browser demo test bench lint format clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,13 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/vicap demo
 
-test: venv
+# the status page's browser tests drive Debian's chromium (Playwright cannot download its own here)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk; } || \
+		echo "chromium is not installed: the browser tests will skip (apt-get install chromium fonts-noto-cjk)"
+
+test: venv browser
 	$(PY) -m pytest
 
 bench: venv

@@ -10,6 +10,7 @@ running (a VI's, the opening or the closing call) or closed. An auction ends at 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -169,3 +170,69 @@ ARRAY_FIELDS = [
     for f in fields(Tape)
     if f.name not in ("stock_code", "day", "market", "lower_limit", "upper_limit")
 ]
+_BOOK_FIELDS = {
+    "bid_px": "bid_price",
+    "bid_qty": "bid_volume",
+    "ask_px": "ask_price",
+    "ask_qty": "ask_volume",
+}
+
+
+@functools.cache
+def _phase_of(kind: int, side: int, vi_status: int, session: str) -> int:
+    """:func:`phases` of one row (a handful of distinct rows: computed once each)."""
+    return int(phases(np.array([kind]), np.array([side]), np.array([vi_status]), np.array([session]))[0])
+
+
+class LiveTape:
+    """One stock-day's tape growing a tick row at a time, as the live feed delivers it: the live
+    executor's market view and what its simulated broker's :class:`~backtest.execution.Venue`
+    matches against (the same arrays as a recorded :class:`Tape`, so the same execution model).
+    :meth:`tape` gives the rows so far as a :class:`Tape` of views (no copy)."""
+
+    def __init__(self, stock_code: str, stock_day, capacity: int = 4096) -> None:
+        lower, upper = krx.price_limits(stock_day.base_price, stock_day.market, stock_day.day)
+        self._meta = (stock_code, stock_day.day, stock_day.market, lower, upper)
+        self._n = 0
+        self._a = {
+            f: np.zeros((capacity, LEVELS) if f in _BOOK_FIELDS else capacity, np.int64) for f in ARRAY_FIELDS
+        }
+        self._a["kind"] = self._a["kind"].astype(np.int8)
+        self._a["side"] = self._a["side"].astype(np.int8)
+        self._a["phase"] = self._a["phase"].astype(np.int8)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, row: dict) -> None:
+        """One tick row (the tick schema's fields; ``timestamp`` a datetime or µs)."""
+        n, a = self._n, self._a
+        if n == len(a["ts"]):
+            self._a = a = {f: np.concatenate([v, np.zeros_like(v)]) for f, v in a.items()}
+        ts = row["timestamp"]
+        kind = KIND[row["event_type"]]
+        a["ts"][n] = ts if isinstance(ts, int) else krx.epoch_us(ts)
+        a["kind"][n], a["price"][n], a["volume"][n], a["side"][n] = (
+            kind,
+            row["price"],
+            row["volume"],
+            row["side"],
+        )
+        if row["bid_price_1"] > 0 or row["ask_price_1"] > 0:
+            for f, name in _BOOK_FIELDS.items():
+                a[f][n] = [row[f"{name}_{i}"] for i in range(1, LEVELS + 1)]
+        elif n:  # a row without a book carries the last one
+            for f in _BOOK_FIELDS:
+                a[f][n] = a[f][n - 1]
+        a["phase"][n] = phases(
+            np.array([kind]),
+            np.array([row["side"]]),
+            np.array([row["vi_status"]]),
+            np.array([row["session"]]),
+        )[0]
+        a["last_price"][n] = row["price"] if kind == TRADE else (a["last_price"][n - 1] if n else 0)
+        a["cum_volume"][n], a["program_net_buy"][n] = row["cum_volume"], row["program_net_buy"]
+        self._n = n + 1
+
+    def tape(self) -> Tape:
+        return Tape(*self._meta, **{f: v[: self._n] for f, v in self._a.items()})

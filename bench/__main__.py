@@ -5,6 +5,7 @@ from bench import (
     features,
     generation,
     kis_ingest,
+    live,
     matching,
     rl,
     serving,
@@ -24,6 +25,7 @@ BENCHMARKS = [
     backtest.main,
     rl.main,
     serving.main,
+    live.main,
 ]
 
 for bench in BENCHMARKS:

@@ -33,6 +33,7 @@ from market import krx
 from market.events.detector import MarketEvent, StockDay, VIDetector, VIEvent, reason_direction
 from market.events.panels import panels_from_ticks
 from market.events.table import event_id, events_table
+from market.krx.dataset import connect
 from market.krx.schema import TICK_SCHEMA
 
 # rows older than this are dropped: the longest VI auction is 2.5 min, the look-back 2 min
@@ -57,7 +58,9 @@ class LiveFeaturePath:
         self._chunks: dict[str, list[pa.Table]] = defaultdict(list)
         self._pending: dict[str, list[_Pending]] = defaultdict(list)
         self._vis: dict[str, list[VIEvent]] = defaultdict(list)  # the stock's VIs so far, running ones too
+        self.reported: list[VIEvent] = []  # VIs started or released since the caller last emptied it
         self.decisions = 0
+        self._duckdb = connect(threads=1)  # one connection for every panel query
 
     def on_vi_notice(self, stock_code: str, trigger_ts_us: int) -> None:
         """A VI elsewhere in the market (the exchange's VI-status notice, KIS FHPST01390000)."""
@@ -77,6 +80,7 @@ class LiveFeaturePath:
                 row["vi_status"], row["vi_type"], reason_direction(row["vi_reason"]),
             )  # fmt: skip
             for vi in self.detector.on_event(ev):
+                self.reported.append(vi)
                 if not any(seen is vi for seen in self._vis[code]):  # a release returns its VI again
                     self._vis[code].append(vi)
                 self.history.add(code, krx.seoul_date(vi.trigger_ts), vi.trigger_ts, vi.release_ts)
@@ -121,9 +125,12 @@ class LiveFeaturePath:
         """The VI's panel, with the stock's other VIs known so far: a second VI that starts in
         this one's window shows its halt, as in the batch panels."""
         ticks = self._consolidate(code, None)
+        # the panel reads nothing before its look-back (the buffer's own rule): a smaller query
+        start = vi.trigger_ts - (PANEL_BEFORE_S + 1) * US
+        ticks = ticks.filter(pc.greater_equal(ticks["timestamp"].cast(pa.int64()), start))
         day = krx.seoul_date(vi.trigger_ts)
         known = events_table([v for v in self._vis[code] if krx.seoul_date(v.trigger_ts) == day])
-        panels = panels_from_ticks(ticks, known, PANEL_BEFORE_S, MAX_DECISION_OFFSET)
+        panels = panels_from_ticks(ticks, known, PANEL_BEFORE_S, MAX_DECISION_OFFSET, self._duckdb)
         return panel_arrays(panels)[event_id(code, vi.trigger_ts)]
 
     def _consolidate(self, code: str, now_us: int | None) -> pa.Table:

@@ -156,9 +156,11 @@ class FakeKis:
             return self.begin_us
         return self.begin_us + max(0, int((time.monotonic() - self._t0) * self.speed * 1e6))
 
-    def jump_to(self, ts_us: int) -> None:
-        """Move the replay clock to ``ts_us`` (running from there); frames before it are skipped."""
-        self.begin_us, self._t0 = ts_us, time.monotonic()
+    def jump_to(self, ts_us: int, start: float | None = None) -> None:
+        """Move the replay clock to ``ts_us``, running from the ``time.monotonic()`` instant
+        ``start`` (default now: the machine's clock, so another process can compute it alike);
+        frames before ``ts_us`` are skipped."""
+        self.begin_us, self._t0 = ts_us, time.monotonic() if start is None else start
 
     @property
     def done(self) -> bool:

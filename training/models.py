@@ -182,6 +182,9 @@ class Logistic(Model):
         )
 
 
+SMALL_BATCH = 64  # rows predicted on one thread
+
+
 class LightGBM(Model):
     """Gradient-boosted trees on the tabular features (the strongest baseline in qlib's public
     benchmarks), one booster per target, each stopped early on the validation rows. Small trees:
@@ -245,8 +248,14 @@ class LightGBM(Model):
         return self.calibration.apply(self._predict_scaled(self.normalizer.transform(raw)))
 
     def _predict_scaled(self, x: np.ndarray) -> Predictions:
+        # a row or a few (the service, the live executor): one thread; OpenMP's hand-off costs
+        # more than the trees, and on two busy cores it waits for the other one
+        threads = {"num_threads": 1} if len(x) <= SMALL_BATCH else {}
+
         def run(head: str) -> list[np.ndarray]:
-            return [b.predict(x, num_iteration=b.best_iteration or None) for b in self.boosters[head]]
+            return [
+                b.predict(x, num_iteration=b.best_iteration or None, **threads) for b in self.boosters[head]
+            ]
 
         return Predictions(
             np.stack(run("continuation"), axis=1),

@@ -48,14 +48,18 @@ def run_backtest(
     data_dir: Path | None = None,
     settings: Settings | None = None,
     policy_tag: str | None = None,
+    extra_runs: dict | None = None,
+    only_events: set[str] | None = None,
 ) -> int:
+    """``extra_runs``: {(name, "configured"): RunResult} set beside the backtest's in the report (a
+    live day's journal); ``only_events``: backtest these VIs only (the live day's)."""
     from backtest.data import event_tapes, load_events
     from backtest.engine import BacktestConfig, Backtester, as_decisions
     from backtest.execution import ExecutionConfig, QueueModel
     from backtest.metrics import compare_runs
     from backtest.report import write_report
     from backtest.strategies import MODEL_OUTPUTS, make_strategy
-    from training.pipeline import decision_outputs, validation_threshold
+    from training.pipeline import decision_outputs
     from vicap.train_cmd import _read
 
     settings = settings or (get_settings(data_dir=data_dir) if data_dir else get_settings())
@@ -101,15 +105,11 @@ def run_backtest(
         )
         return 2
     if MODEL_STRATEGY in strategies and threshold is None:
-        chosen = [d for d in ds.days if d.isoformat() in set(meta.get("validation_days", []))]
-        threshold = validation_threshold(model, ds.on_days(chosen))
-        where = (
-            f"chosen on the validation days {', '.join(map(str, chosen))}"
-            if chosen
-            else ("the model's validation days are not in this data root: the calibrated break-even")
-        )
+        threshold, where = chosen_threshold(settings, model, meta, ds)
         console.print(f"model threshold {threshold:.3f}, {where}")
     events, table = load_events(paths.events, paths.instruments, days[0], days[-1])
+    if only_events is not None:
+        events = [e for e in events if e.event_id in only_events]
     part = ds.on_days(days)
     frame = part.frame[["event_id", "decision_offset_s", "event_timestamp", *part.tabular]].reset_index(
         drop=True
@@ -164,6 +164,7 @@ def run_backtest(
         f"replayed {rows:,} market events in {seconds:.1f} s ({rows / seconds:,.0f} a second, every run); "
         f"reading the tapes took {reading:.1f} s"
     )
+    runs |= extra_runs or {}
     result = compare_runs(runs, groups, days, BacktestConfig(execution).capital)
     run_name = run_name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = paths.reports / "backtest" / run_name
@@ -188,6 +189,20 @@ def run_backtest(
     print_comparison(result, f"net of costs, {len(events)} VIs, {days[0]} .. {days[-1]}")
     console.print(f"trades: {out / 'trades.parquet'}\nreport: {page}")
     return 0
+
+
+def chosen_threshold(settings: Settings, model, meta: dict, ds=None) -> tuple[float, str]:
+    """The model strategy's threshold, chosen on the model's validation days (the backtest's and the
+    live executor's), and where it came from."""
+    from training.pipeline import validation_threshold
+    from vicap.train_cmd import _read
+
+    ds = ds if ds is not None else _read(settings, meta["feature_service"])
+    chosen = [d for d in ds.days if d.isoformat() in set(meta.get("validation_days", []))]
+    threshold = validation_threshold(model, ds.on_days(chosen))
+    if chosen:
+        return threshold, f"chosen on the validation days {', '.join(map(str, chosen))}"
+    return threshold, "the model's validation days are not in this data root: the calibrated break-even"
 
 
 def _policy_strategy(greedy, normalizer, meta: dict):

@@ -261,6 +261,16 @@ def features_list() -> None:
     typer.echo(feature_list_markdown(), nl=False)
 
 
+def _parse_clock(text: str):
+    """HH:MM[:SS], a time of the trading day (Seoul)."""
+    import datetime as dt
+
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a time of day (HH:MM[:SS])") from None
+
+
 def _parse_time(text: str):
     import datetime as dt
 
@@ -461,6 +471,99 @@ def serve(
     from vicap.serve_cmd import run_serve
 
     raise typer.Exit(run_serve(model, policy, host, port, data_dir))
+
+
+live_app = typer.Typer(
+    no_args_is_help=False,
+    help="The live executor: feed, VI detector, features, model, strategy, risk, broker, journal.",
+)
+app.add_typer(live_app, name="live")
+
+
+@live_app.callback(invoke_without_command=True)
+def live(
+    ctx: typer.Context,
+    source: str = typer.Option("replay", help="replay (a dataset of data/raw) or kis (the KIS feed)"),
+    broker: str = typer.Option("sim", help="sim (backtest's execution model), kis-paper or kis-real"),
+    day: str = typer.Option(None, help="replay: the day (YYYY-MM-DD; default the data's last)"),
+    stocks: str = typer.Option(
+        None, help="comma-separated stock codes (default: the day's, or the stocks file's)"
+    ),
+    start: str = typer.Option(None, "--from", help="replay from this exchange time (HH:MM[:SS])"),
+    end: str = typer.Option(None, "--to", help="replay up to this exchange time (HH:MM[:SS])"),
+    speed: float = typer.Option(1.0, min=0, help="replay speed, times the real pace (0: as fast as it goes)"),
+    strategy: str = typer.Option("model", help="model, rule-momentum, rule-rebound or buy-and-hold"),
+    model: str = typer.Option(None, help="registered model (default VICAP_SERVE_MODEL)"),
+    threshold: float = typer.Option(
+        None, help="model strategy threshold (default: chosen on validation days)"
+    ),
+    service: str = typer.Option(None, help="the model service's URL (vicap serve); default: in-process"),
+    capital: float = typer.Option(100_000_000.0, help="KRW the account starts with (sim)"),
+    risk: Path = typer.Option(None, help="a JSON file of risk limits (serving/risk.py RiskLimits fields)"),
+    stocks_file: Path = typer.Option(None, help="kis: stocks.csv (stock_code,stock_name,market,kospi200)"),
+    until: str = typer.Option(None, help="kis: stop at this time today (HH:MM)"),
+    status_port: int = typer.Option(None, help="status page port (default VICAP_STATUS_PORT; 0: off)"),
+    confirm_real: bool = typer.Option(False, "--confirm-real", help="kis-real: yes, trade real money"),
+) -> None:
+    """Run the live executor (a replay through the simulated broker by default)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from vicap.live_cmd import LiveOptions, run_live
+    from vicap.record_cmd import stop_time
+    from vicap.settings import get_settings
+
+    settings = get_settings()
+    stop_us = None
+    if until:
+        import datetime as dt
+
+        from market import krx
+
+        stop_us = stop_time(_parse_clock(until), None, krx.epoch_us(dt.datetime.now(krx.SEOUL)))
+    options = LiveOptions(
+        source=source, broker=broker, day=_parse_date(day) if day else None,
+        codes=tuple(c.strip() for c in stocks.split(",")) if stocks else (),
+        start=_parse_clock(start) if start else None, end=_parse_clock(end) if end else None,
+        speed=speed, strategy=strategy, model=model, threshold=threshold, service_url=service,
+        capital=capital, risk_file=risk, confirm_real=confirm_real, stocks_file=stocks_file,
+        stop_us=stop_us, status_port=status_port,
+    )  # fmt: skip
+    raise typer.Exit(run_live(settings, options))
+
+
+@live_app.command("kill")
+def live_kill(
+    reason: str = typer.Option("kill switch (vicap live kill)", help="why (journaled and alerted)"),
+    port: int = typer.Option(None, help="the executor's status port (default VICAP_STATUS_PORT)"),
+) -> None:
+    """Pull the kill switch of a running executor: cancel its open orders, refuse new ones."""
+    from vicap.live_cmd import run_kill
+    from vicap.settings import get_settings
+
+    raise typer.Exit(run_kill(get_settings(), reason, port))
+
+
+@live_app.command("export")
+def live_export(day: str = typer.Option(..., help="the journal's day (YYYY-MM-DD)")) -> None:
+    """Write a day's journal as Parquet under data/reports/live/<day>/ (trades in the backtest's columns)."""
+    from vicap.live_cmd import run_export
+    from vicap.settings import get_settings
+
+    raise typer.Exit(run_export(get_settings(), _parse_date(day)))
+
+
+@live_app.command("compare")
+def live_compare(
+    day: str = typer.Option(..., help="the journal's day (YYYY-MM-DD)"),
+    strategy: str = typer.Option(None, help="the backtest's strategy (default: the journal's)"),
+    model: str = typer.Option(None, help="the model strategy's model (default: the journal's)"),
+    capital: float = typer.Option(100_000_000.0, help="KRW the live account started with"),
+) -> None:
+    """The day's journal beside a backtest of the same strategy on the same VIs, in one report."""
+    from vicap.live_cmd import run_compare
+    from vicap.settings import get_settings
+
+    raise typer.Exit(run_compare(get_settings(), _parse_date(day), strategy, model, capital))
 
 
 @app.command()

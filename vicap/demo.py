@@ -254,12 +254,69 @@ def run_service_check(settings) -> bool:
         act_body = body | {"start_price": 10_000, "last_price": 10_050}
         act = httpx.post(f"{svc.url}/act", json=act_body, headers=headers, timeout=10)
         console.print(f"POST {svc.url}/act {json.dumps(act_body)} -> {act.status_code} {act.text}")
+        console.rule(
+            "[bold]vicap demo[/]: a paper session: the fake KIS feed, the service, the simulated broker"
+        )
+        paper_ok = run_paper_session(settings, svc.url)
     console.print(
         "serve it yourself: [bold]vicap serve[/] (or bentoml serve vicap.service:VICap), then\n"
         f"  curl -s localhost:{settings.serve_port}/predict -H 'Content-Type: application/json' "
         f"-d '{json.dumps(body)}'"
     )
-    return predict.status_code == 200 and act.status_code == 200
+    return predict.status_code == 200 and act.status_code == 200 and paper_ok
+
+
+def run_paper_session(settings, service_url: str, speed: float = 20.0) -> bool:
+    """`vicap live --source kis --broker sim --strategy model --service URL` on a replayed VI of
+    the last day: the loopback fake KIS serves its feed, the model service answers each decision,
+    the simulated broker fills the orders; the trades and the journal summary are printed. The VI
+    is one the backtest's model strategy traded, where there is one."""
+    import asyncio
+
+    import pandas as pd
+    from pydantic import SecretStr
+
+    from serving.fake_kis import FakeKis
+    from serving.journal import journal_path
+    from vicap.live_cmd import LiveOptions, print_summary, run_compare, run_session
+
+    paths = settings.paths
+    events = pd.read_parquet(paths.events).dropna(subset=["release_ts"])
+    trades = pd.read_parquet(paths.reports / "backtest" / "demo" / "trades.parquet")
+    traded = trades[trades["strategy"].str.startswith("model") & trades["event_id"].isin(events["event_id"])]
+    chosen = traded["event_id"].iloc[-1] if len(traded) else events["event_id"].iloc[-1]
+    ev = events[events["event_id"] == chosen].iloc[0]
+    day = ev.trigger_ts.date()
+    start, end = (
+        (ev.trigger_ts - dt.timedelta(seconds=150)).time(),
+        (ev.release_ts + dt.timedelta(minutes=4)).time(),
+    )
+    work = paths.root / "demo" / "paper"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for suffix in ("", "-wal", "-shm"):  # the demo's day starts with an empty journal
+        Path(f"{journal_path(paths.journal, day)}{suffix}").unlink(missing_ok=True)
+    keys = {"app_key": "demo-app-key", "app_secret": "demo-app-secret"}  # the fake's, not real ones
+    with FakeKis.replay(paths.raw, day, [ev.stock_code], start, end, speed=speed, **keys) as fake:
+        (work / "stocks.csv").write_text("\n".join(fake.feed.stock_rows) + "\n", encoding="utf-8")
+        live = settings.model_copy(
+            update={
+                "kis_app_key": SecretStr(keys["app_key"]), "kis_app_secret": SecretStr(keys["app_secret"]),
+                "kis_rest_url": fake.rest_url, "kis_ws_url": fake.ws_url, "kis_token_cache": work / "token",
+            }
+        )  # fmt: skip
+        options = LiveOptions(
+            source="kis", broker="sim", strategy="model", service_url=service_url,
+            stocks_file=work / "stocks.csv", stop_us=krx.at_seoul(day, end), status_port=0,
+        )  # fmt: skip
+        console.print(
+            f"replaying {ev.stock_code} on {day} {start:%H:%M:%S}-{end:%H:%M:%S} (VI {chosen}) at {speed:g}x"
+        )
+        summary = asyncio.run(run_session(live, options, clock_us=fake.now_us))
+    print_summary(summary)
+    console.rule("[bold]vicap demo[/]: the paper session beside a backtest of the same VI")
+    compared = run_compare(settings, day, None, None, options.capital) == 0
+    return summary["vis"] >= 1 and summary["signals"] > 0 and compared
 
 
 def run_demo(seed: int = 7) -> int:

@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "vicap", description="folder of the 0600 KIS token cache"
     )
 
+    # the live executor (serving/executor.py): alerts and the status page; secrets from the environment
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL for alerts")
+    telegram_bot_token: SecretStr | None = Field(None, description="Telegram bot token for alerts")
+    telegram_chat_id: str | None = Field(None, description="Telegram chat the alerts go to")
+    telegram_api_url: str = Field("https://api.telegram.org", description="Telegram Bot API base URL")
+    alerts_per_minute: int = Field(20, ge=1, description="alert messages a minute, at most, per notifier")
+    status_host: str = Field("127.0.0.1", description="the live status page binds here")
+    status_port: int = Field(8765, ge=0, le=65535, description="the live status page's port (0: off)")
+    status_token: SecretStr | None = Field(
+        None, description="bearer token of the status page's actions (the kill switch); unset: no actions"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_environment(cls, values: object) -> object:

@@ -307,8 +307,11 @@ def parse_frames(frames: pa.Array) -> FrameBatch:
     go of the GIL); the few that are not plain data frames of a known tr_id go through
     :func:`parse_frame` one by one for their reason."""
     starts = range(0, len(frames), FRAMES_PER_BLOCK)
-    with ThreadPoolExecutor() as pool:
-        parts = list(pool.map(lambda start: _parse_block(frames.slice(start, FRAMES_PER_BLOCK)), starts))
+    if len(starts) == 1:  # one block (the live feed's batches): no pool to start
+        parts = [_parse_block(frames)]
+    else:
+        with ThreadPoolExecutor() as pool:
+            parts = list(pool.map(lambda start: _parse_block(frames.slice(start, FRAMES_PER_BLOCK)), starts))
     batch = FrameBatch()
     tables: dict[str, list[pa.Table]] = {}
     for start, part in zip(starts, parts, strict=True):

@@ -11,6 +11,8 @@ arrival order, the order a live executor sees them, for the exchange clock, the 
 auction prints (:mod:`market.kis.feed`); the rows of the tick schema are assembled a column at a
 time: H0STCNT0 records become trades, H0STASP0 records book or indicative rows, H0STMKO0 records
 status rows, and H0STPGM0 records update the carried ``program_net_buy``. ``recv_ts`` is kept.
+The live executor runs these same steps on each batch of frames as they arrive
+(:mod:`market.kis.live`): the KIS mapping has this one home.
 
 A recording may start mid-session: its first trade carries the day's ACML_VOL so far, and is good
 data. Records whose width drifted from the documented layout are read by their known prefix and
@@ -123,19 +125,21 @@ def _read_recording(
     typed = []
     try:
         for lines in read_lines(path):
-            typed += _read_block(path, lines, file_no, stocks, report, refused)
+            typed += _read_block(path.name, lines, file_no, stocks, report, refused)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise IngestError(f"{path}: unreadable recording ({exc})") from exc
     return typed
 
 
 def _read_block(
-    path: Path, lines: Lines, file_no: int, stocks: dict, report: KisReport, refused: Refused
+    file: str, lines: Lines, file_no: int, stocks: dict, report: KisReport, refused: Refused
 ) -> list[tuple]:
+    """The accepted records of a block of lines (of recording ``file``, or of frames as the live
+    feed received them: :mod:`market.kis.live`), per tr_id; every line and record counted."""
     report.lines += len(lines.line) + len(lines.refused)
     report.lines_quarantined += len(lines.refused)
     for line, reason, raw in lines.refused:
-        report.refuse(refused, path.name, line, "", -1, reason, raw)
+        report.refuse(refused, file, line, "", -1, reason, raw)
     batch = kis.parse_frames(lines.frame)
     report.control.update(c.kind for c in batch.control.values())
     report.lines_quarantined += len(batch.errors)
@@ -143,7 +147,7 @@ def _read_block(
         raw = json.dumps(
             {"recv_ts": lines.recv_ts[i].as_py(), "frame": lines.frame[i].as_py()}, ensure_ascii=False
         )
-        report.refuse(refused, path.name, int(lines.line[i]), "", -1, reason, raw)
+        report.refuse(refused, file, int(lines.line[i]), "", -1, reason, raw)
     report.data_frames += len(lines.line) - len(batch.control) - len(batch.errors)
     report.drift.update({f"{tr_id} {width} fields": n for (tr_id, width), n in batch.drift.items()})
     typed = []
@@ -158,7 +162,7 @@ def _read_block(
             f = frames[i]
             report.refuse(
                 refused,
-                path.name,
+                file,
                 int(lines.line[f]),
                 lines.recv_ts[f].as_py(),
                 int(table["record"][i].as_py()),
@@ -170,10 +174,16 @@ def _read_block(
 
 
 def _run_feeds(
-    spine: pd.DataFrame, fields: dict, stock_codes: list[str], vi_rows: list[dict]
+    spine: pd.DataFrame,
+    fields: dict,
+    stock_codes: list[str],
+    vi_rows: list[dict],
+    feeds: dict[int, StockFeed] | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Each stock's records through its :class:`StockFeed`, in arrival order: what the feed made
-    of each record, and how many records came with an exchange time before the stock's clock."""
+    of each record, and how many records came with an exchange time before the stock's clock.
+    ``feeds`` (by index into ``stock_codes``) keeps each stock's feed from call to call (the live
+    feed's batches); without it every call starts afresh (a recording read whole)."""
     by_stock: dict[str, dict[int, int]] = defaultdict(dict)
     for i, v in enumerate(vi_rows):
         by_stock[v["stock_code"]][v["trigger_ts"] // krx.US_PER_SECOND] = i
@@ -188,8 +198,12 @@ def _run_feeds(
     hours = np.array(kis.HOUR_CLS_CODES, dtype=object)[spine["hour"].to_numpy()].tolist()
     results = []
     clock_held = 0
+    feeds = {} if feeds is None else feeds
     for lo, hi in pairwise(bounds.tolist()):
-        feed = StockFeed(by_stock[stock_codes[stock[lo]]])
+        feed = feeds.get(stock[lo])
+        if feed is None:
+            feed = feeds[stock[lo]] = StockFeed(by_stock[stock_codes[stock[lo]]])
+        held_before = feed.clock_held
         for i in range(lo, hi):
             k = kinds[i]
             if k == TRADE:
@@ -200,7 +214,7 @@ def _run_feeds(
                 results.append(feed.on_market_op(days[i], stamps[i], vi_on[i]))
             else:
                 results.append(feed.on_program(days[i], stamps[i]))
-        clock_held += feed.clock_held
+        clock_held += feed.clock_held - held_before
     columns = list(zip(*results, strict=True)) if results else [[]] * 5
     names = ("timestamp", "vi_status", "print_side", "vi", "started")
     return pd.DataFrame(dict(zip(names, columns, strict=True))), clock_held
@@ -213,29 +227,61 @@ def _run_starts(spine: pd.DataFrame) -> np.ndarray:
     return np.maximum.accumulate(np.where(new, np.arange(len(new)), 0))
 
 
-def _carried(spine: pd.DataFrame, starts: np.ndarray, kind: int, values: np.ndarray | None) -> np.ndarray:
-    """The latest value of a ``kind`` record so far in each stock-day (0 before the first)."""
+def _carried(
+    spine: pd.DataFrame,
+    starts: np.ndarray,
+    kind: int,
+    values: np.ndarray | None,
+    carry: dict[int, tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """The latest value of a ``kind`` record so far in each stock-day (0 before the first).
+    ``carry`` (live batches) holds each stock's (day, latest value) from the batches before: a
+    stock-day that goes on from them starts from it, and it takes this batch's latest values."""
     n = len(spine)
     mine = spine["kind"].to_numpy() == kind
     carried = np.zeros(n, dtype=np.int64)
-    if values is None or not mine.any():
-        return carried
-    full = np.zeros(n, dtype=np.int64)
-    full[mine] = values[spine["src"].to_numpy()[mine]]
-    last = np.maximum.accumulate(np.where(mine, np.arange(n), -1))
-    seen = last >= starts
-    carried[seen] = full[last[seen]]
+    if carry is not None:
+        _carry_in(spine, starts, carry, carried)
+    if values is not None and mine.any():
+        full = np.zeros(n, dtype=np.int64)
+        full[mine] = values[spine["src"].to_numpy()[mine]]
+        last = np.maximum.accumulate(np.where(mine, np.arange(n), -1))
+        seen = last >= starts
+        carried[seen] = full[last[seen]]
+    if carry is not None:
+        ends = np.r_[np.flatnonzero(starts[1:] != starts[:-1]), n - 1] if n else []
+        stock, day = spine["stock"].to_numpy(), spine["day"].to_numpy()
+        carry.update({int(stock[e]): (int(day[e]), int(carried[e])) for e in ends})
     return carried
 
 
+def _carry_in(spine: pd.DataFrame, starts: np.ndarray, carry: dict, carried: np.ndarray) -> None:
+    """The value each stock's first run in the batch carries from the batches before: the
+    stock's latest, where the run goes on with its day."""
+    stock, day = spine["stock"].to_numpy(), spine["day"].to_numpy()
+    firsts = np.flatnonzero(np.r_[True, stock[1:] != stock[:-1]]) if len(stock) else []
+    before = np.zeros(len(starts), dtype=np.int64)
+    for i in firsts:
+        last_day, value = carry.get(int(stock[i]), (-1, 0))
+        before[i] = value if last_day == day[i] else 0
+    carried[:] = before[starts]
+
+
 def _rows(
-    spine: pd.DataFrame, fields: dict[int, dict[str, np.ndarray]], stocks: dict, vi_rows: list[dict]
+    spine: pd.DataFrame,
+    fields: dict[int, dict[str, np.ndarray]],
+    stocks: dict,
+    vi_rows: list[dict],
+    carry: dict[int, dict[int, tuple[int, int]]] | None = None,
 ) -> pa.Table:
-    """The tick rows of every trade, book and status record (program records are carried)."""
+    """The tick rows of every trade, book and status record (program records are carried).
+    ``carry`` (live batches): per kind (TRADE: ACML_VOL, PROGRAM: NTBY_CNQN), what
+    :func:`_carried` keeps from batch to batch."""
     kind, src = spine["kind"].to_numpy(), spine["src"].to_numpy()
     starts = _run_starts(spine)
-    cum = _carried(spine, starts, TRADE, fields[TRADE].get("ACML_VOL"))
-    program = _carried(spine, starts, PROGRAM, fields[PROGRAM].get("NTBY_CNQN"))
+    carry_cum, carry_program = (None, None) if carry is None else (carry[TRADE], carry[PROGRAM])
+    cum = _carried(spine, starts, TRADE, fields[TRADE].get("ACML_VOL"), carry_cum)
+    program = _carried(spine, starts, PROGRAM, fields[PROGRAM].get("NTBY_CNQN"), carry_program)
     keep = kind != PROGRAM
     kind, src, n = kind[keep], src[keep], int(keep.sum())
     trade, book, status = kind == TRADE, kind == BOOK, kind == MARKET_OP
@@ -430,13 +476,17 @@ def _instruments(spine: pd.DataFrame, fields: dict, stocks: dict) -> list[dict]:
             f"stock {codes[stock]} on {krx.seoul_date(int(krx.day_start_us(day)))}: no 기준가 in the "
             f"recording (no trade and no book with the previous close); record from before the open"
         )
-    rows = []
-    for (stock, day), base in bases.items():
-        date = krx.seoul_date(int(krx.day_start_us(day)))
-        rows.append(
-            {"date": date, "stock_code": codes[stock], **stocks[codes[stock]], "base_price": int(base)}
-        )
+    rows = [
+        _instrument(codes[stock], stocks[codes[stock]], day, int(base))
+        for (stock, day), base in bases.items()
+    ]
     return sorted(rows, key=lambda r: (r["date"], r["stock_code"]))
+
+
+def _instrument(code: str, stock: dict, day: int, base_price: int) -> dict:
+    """A row of instruments.parquet: a stock of ``stocks.csv`` on Seoul day number ``day``."""
+    date = krx.seoul_date(int(krx.day_start_us(day)))
+    return {"date": date, "stock_code": code, **stock, "base_price": base_price}
 
 
 def _write_vi_log(vi_rows: list[dict], path: Path) -> None:

@@ -60,6 +60,7 @@ class OrderStatus:
     ord_tmd: str
     filled_qty: int
     avg_price: float
+    remaining: int = 0  # rmn_qty 잔여수량: 0 once the order is over (filled or cancelled)
 
 
 class KisOrders:
@@ -203,4 +204,5 @@ def _order_status(row: dict) -> OrderStatus:
         ord_tmd=row["ord_tmd"],
         filled_qty=int(row["tot_ccld_qty"] or 0),
         avg_price=float(row["avg_prvs"] or 0),
+        remaining=int(row.get("rmn_qty") or 0),
     )

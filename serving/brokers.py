@@ -1,0 +1,373 @@
+"""The live executor's brokers: where its orders go and what comes back, as events.
+
+Two implementations of one interface (:class:`Broker`), so the executor never knows which runs:
+- :class:`SimBroker`: paper trading on the live feed with backtest's execution model. Each order
+  reaches a :class:`~backtest.execution.Venue` over the stock's :class:`~backtest.tape.LiveTape`
+  (the rows delivered so far) ``entry_latency_us`` after it is sent, as soon as the feed has passed
+  that moment; resting orders fill as new rows arrive; acknowledgements and fills come back
+  ``response_latency_us`` later. Its account lives in the process: after a restart it starts from
+  what the journal holds, and an order in flight at the crash is reported lost.
+- :class:`KisBroker`: a KIS account (paper or real) through :class:`~market.kis.orders.KisOrders`.
+  Orders go out on their own tasks (the executor never waits on REST); fills are read from the
+  daily order inquiry while orders are open; after a restart, orders the journal says were being
+  sent are looked for at KIS (by stock, side, quantity, price and time, as KisOrders recovers a
+  lost reply) and adopted, or reported lost: never sent a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from backtest.execution import (
+    BUY,
+    Account,
+    ExecutionConfig,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderType,
+    Venue,
+    fill_costs,
+)
+from backtest.tape import LiveTape
+from market import krx
+from market.kis.client import KisError
+from market.kis.orders import KisOrders, OrderStatus
+from serving.journal import JournaledOrder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ack:
+    client_id: int
+    broker_id: str
+    ts: int
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The order is over without (more) fills: ``state`` rejected, cancelled or lost."""
+
+    client_id: int
+    state: str
+    reason: str
+    ts: int
+
+
+BrokerEvent = Ack | Ended | Fill
+
+
+class Broker(Protocol):
+    name: str
+
+    def submit(self, client_id: int, request: OrderRequest, now_us: int) -> None:
+        """Hand the order over; what becomes of it comes back through :meth:`poll`."""
+
+    def cancel(self, client_id: int, now_us: int) -> None: ...
+
+    def on_row(self, stock_code: str, ts_us: int) -> None:
+        """The feed delivered a row of ``stock_code`` (the simulated exchange moves on)."""
+
+    async def poll(self, now_us: int) -> list[BrokerEvent]: ...
+
+    async def reconcile(self, open_orders: list[JournaledOrder], now_us: int) -> list[BrokerEvent]:
+        """After a restart: what became of the orders the journal left open."""
+
+    async def close(self) -> None: ...
+
+
+class SimBroker:
+    name = "sim"
+
+    def __init__(
+        self, tapes: Callable[[str], LiveTape | None], config: ExecutionConfig, capital: float
+    ) -> None:
+        self.tapes, self.config = tapes, config
+        self.account = Account(capital)
+        self._arrivals: dict[str, list[Order]] = {}
+        self._resting: dict[str, list[Order]] = {}
+        self._cancels: dict[int, int] = {}  # client id -> when the cancel reaches the exchange
+        self._reserved: dict[int, float] = {}
+        self._out: list[tuple[int, int, BrokerEvent]] = []
+        self._seq = itertools.count()
+
+    def restore(self, fills: list[Fill]) -> None:
+        """The account as the journal's fills left it (a restart)."""
+        for f in fills:
+            self.account.apply(f)
+
+    def _emit(self, ts: int, event: BrokerEvent) -> None:
+        heapq.heappush(self._out, (ts, next(self._seq), event))
+
+    def submit(self, client_id: int, request: OrderRequest, now_us: int) -> None:
+        tape = self.tapes(request.stock_code)
+        reply = now_us + self.config.response_latency_us
+        if tape is None or not len(tape):
+            self._emit(reply, Ended(client_id, "rejected", f"no market data for {request.stock_code}", reply))
+            return
+        t = tape.tape()
+        reason = Venue(t, self.config).check(request)
+        cost = 0.0
+        if not reason and request.side == BUY:
+            i = t.index_at(now_us)
+            price = request.limit_price or int(t.ask_px[i, 0]) or int(t.last_price[i]) or t.upper_limit
+            cost = request.qty * price * (1 + self.config.brokerage_rate)
+            if cost > self.account.cash - sum(self._reserved.values()):
+                reason = f"not enough cash for {request.qty} x {price:,} of {request.stock_code}"
+        if reason:
+            self._emit(reply, Ended(client_id, "rejected", reason, reply))
+            return
+        order = Order(client_id, request, now_us, now_us + self.config.entry_latency_us, request.qty)
+        self._reserved[client_id] = cost
+        self._arrivals.setdefault(request.stock_code, []).append(order)
+
+    def cancel(self, client_id: int, now_us: int) -> None:
+        self._cancels[client_id] = now_us + self.config.entry_latency_us
+
+    def on_row(self, stock_code: str, ts_us: int) -> None:
+        tape = self.tapes(stock_code)
+        if tape is None:
+            return
+        arriving = self._arrivals.get(stock_code, [])
+        due = [o for o in arriving if o.arrival_ts < ts_us]  # every row up to its arrival is in
+        if due:
+            self._arrivals[stock_code] = [o for o in arriving if o.arrival_ts >= ts_us]
+            venue = Venue(tape.tape(), self.config)
+            for order in due:
+                if self._cancels.get(order.client_id, ts_us + 1) <= order.arrival_ts:
+                    self._end(
+                        order, "cancelled", "cancelled before it reached the exchange", order.arrival_ts
+                    )
+                    continue
+                self._emit(
+                    order.arrival_ts + self.config.response_latency_us,
+                    Ack(order.client_id, f"SIM{order.client_id}", order.arrival_ts),
+                )
+                for f in venue.arrive(order):
+                    self._fill(f)
+                self._settle(order)
+        resting = [o for o in self._resting.get(stock_code, []) if o.live]
+        if resting:
+            venue = Venue(tape.tape(), self.config)
+            for order in resting:
+                cancel_at = self._cancels.get(order.client_id)
+                until = ts_us if cancel_at is None else min(ts_us, cancel_at - 1)
+                while order.live and (pending := venue.next_fill(order, until)) is not None:
+                    self._fill(venue.take(pending))
+                if order.live and cancel_at is not None and cancel_at <= ts_us:
+                    order.status = "cancelled"
+                    self._end(order, "cancelled", "cancelled", cancel_at)
+                self._settle(order)
+        self._resting[stock_code] = [o for o in resting if o.live] + [
+            o for o in due if o.live and o not in resting
+        ]
+
+    def _fill(self, fill: Fill) -> None:
+        self.account.apply(fill)
+        self._emit(fill.ack_ts, fill)
+
+    def _settle(self, order: Order) -> None:
+        if order.live:
+            return
+        self._reserved.pop(order.client_id, None)
+        if order.status == "rejected":
+            self._end(order, "rejected", order.reject_reason, order.arrival_ts)
+        elif order.status == "cancelled" and order.remaining and order.client_id not in self._cancels:
+            # a market or IOC order's remainder, or an auction that matched less than asked
+            self._end(order, "cancelled", f"{order.remaining} not filled", order.arrival_ts)
+
+    def _end(self, order: Order, state: str, reason: str, ts: int) -> None:
+        self._reserved.pop(order.client_id, None)
+        reply = ts + self.config.response_latency_us
+        self._emit(reply, Ended(order.client_id, state, reason, reply))
+
+    async def poll(self, now_us: int) -> list[BrokerEvent]:
+        out = []
+        while self._out and self._out[0][0] <= now_us:
+            out.append(heapq.heappop(self._out)[2])
+        return out
+
+    async def reconcile(self, open_orders: list[JournaledOrder], now_us: int) -> list[BrokerEvent]:
+        # the simulated exchange lived in the crashed process: its working orders died with it
+        why = "the simulated exchange restarted: the order died with it"
+        return [Ended(o.client_id, "lost", why, now_us) for o in open_orders]
+
+    async def close(self) -> None:
+        return None
+
+
+class KisBroker:
+    """Orders through KIS (the journal's client id is the one KisOrders keys its idempotency on)."""
+
+    def __init__(
+        self,
+        orders: KisOrders,
+        market_of: Callable[[str], str],
+        config: ExecutionConfig,
+        poll_s: float = 1.0,
+        name: str = "kis-paper",
+    ) -> None:
+        self.orders, self.market_of, self.config, self.poll_s, self.name = (
+            orders, market_of, config, poll_s, name,
+        )  # fmt: skip
+        self._requests: dict[int, tuple[OrderRequest, int]] = {}  # client id -> (request, sent µs)
+        self._odno: dict[int, str] = {}
+        self._filled: dict[int, tuple[int, float]] = {}  # client id -> (qty, average price) seen
+        self._tasks: set[asyncio.Task] = set()
+        self._events: list[BrokerEvent] = []
+        self._last_poll = 0.0
+        self._inquiry: asyncio.Task | None = None
+        self._ended: set[int] = set()
+        self.clock = orders.rest.market_now_us
+
+    def submit(self, client_id: int, request: OrderRequest, now_us: int) -> None:
+        self._requests[client_id] = (request, now_us)
+        self._spawn(self._send(client_id, request, now_us))
+
+    def _spawn(self, work) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _send(self, client_id: int, r: OrderRequest, now_us: int) -> None:
+        price = r.limit_price if r.order_type == OrderType.LIMIT else None
+        try:
+            ack = await self.orders.order_cash(r.stock_code, r.side, r.qty, price, client_id=str(client_id))
+        except (KisError, ValueError) as exc:
+            self._events.append(Ended(client_id, "rejected", f"KIS refused the order: {exc}", now_us))
+            return
+        except Exception as exc:  # a transport failure after every retry: the order may be out
+            log.warning(
+                "order %d: no answer from KIS (%s); left to the inquiry", client_id, type(exc).__name__
+            )
+            return
+        self._odno[client_id] = ack.odno
+        self._events.append(Ack(client_id, ack.odno, now_us))
+
+    def cancel(self, client_id: int, now_us: int) -> None:
+        # KIS cancels go through order-rvsecncl, which the loopback fake does not serve: the
+        # strategies send market orders, which do not rest; a resting KIS order is left to the user
+        log.warning("order %d: cancelling at KIS is not supported here; cancel it in the KIS app", client_id)
+
+    def on_row(self, stock_code: str, ts_us: int) -> None:
+        return None
+
+    def _open(self) -> list[int]:
+        done = self._ended | {e.client_id for e in self._events if isinstance(e, Ended)}
+        return [
+            c
+            for c, (r, _) in self._requests.items()
+            if self._filled.get(c, (0, 0))[0] < r.qty and c not in done
+        ]
+
+    async def poll(self, now_us: int) -> list[BrokerEvent]:
+        """What came back so far; the order inquiry runs on its own task (never in the executor's
+        way), every ``poll_s`` while orders are open."""
+        busy = self._inquiry is not None and not self._inquiry.done()
+        if self._open() and not busy and time.monotonic() - self._last_poll >= self.poll_s:
+            self._last_poll = time.monotonic()
+            self._inquiry = self._spawn(self._inquire(now_us))
+        out, self._events = self._events, []
+        return out
+
+    async def _inquire(self, now_us: int) -> None:
+        try:
+            rows = {row.odno: row for row in await self.orders.daily_orders()}
+        except (KisError, httpx.HTTPError, OSError) as exc:
+            log.warning("order inquiry failed: %s", type(exc).__name__)
+            return
+        for cid, odno in list(self._odno.items()):
+            if odno in rows:
+                self._fills_from(cid, rows[odno], self.clock())
+
+    def _fills_from(self, cid: int, row: OrderStatus, now_us: int) -> None:
+        """The fills a row of the order inquiry shows beyond those already reported, and the
+        order's end when KIS has nothing left of it unfilled (cancelled, or a market order's rest)."""
+        r, sent = self._requests[cid]
+        qty0, avg0 = self._filled.get(cid, (0, 0.0))
+        if row.filled_qty > qty0:
+            self._fill(cid, r, sent, row, qty0, avg0, now_us)
+        if row.remaining == 0 and row.filled_qty < r.qty and cid not in self._ended:
+            self._ended.add(cid)
+            why = f"KIS: {r.qty - row.filled_qty} of {r.qty} not filled, nothing left working"
+            self._events.append(Ended(cid, "cancelled", why, now_us))
+
+    def _fill(
+        self, cid: int, r: OrderRequest, sent: int, row: OrderStatus, qty0: int, avg0: float, now_us: int
+    ) -> None:
+        qty = row.filled_qty - qty0
+        price = round((row.avg_price * row.filled_qty - avg0 * qty0) / qty)
+        self._filled[cid] = (row.filled_qty, row.avg_price)
+        market = self.market_of(r.stock_code)
+        brokerage, tax = fill_costs(
+            r.side, qty * price, market, krx.seoul_date(now_us), self.config.brokerage_rate
+        )
+        self._events.append(
+            Fill(
+                cid,
+                r.event_id,
+                r.stock_code,
+                r.side,
+                qty,
+                price,
+                sent,
+                now_us,
+                now_us,
+                brokerage,
+                tax,
+                r.reason,
+                "kis",
+            )
+        )
+
+    async def reconcile(self, open_orders: list[JournaledOrder], now_us: int) -> list[BrokerEvent]:
+        rows = await self.orders.daily_orders()
+        owned = {o.broker_id for o in open_orders if o.broker_id}
+        for o in open_orders:
+            self._requests[o.client_id] = (o.request, o.sent_ts)
+            if o.broker_id:
+                self._odno[o.client_id] = o.broker_id
+                # the journal's fills are the ones already counted
+                self._filled[o.client_id] = (o.filled, o.filled_amount / o.filled if o.filled else 0.0)
+                continue
+            r = o.request
+            found = next(
+                (
+                    row
+                    for row in rows
+                    if row.odno not in owned
+                    and (row.stock_code, row.side, row.qty) == (r.stock_code, r.side, r.qty)
+                    and (r.limit_price is None or row.price == r.limit_price)
+                    and row.ord_tmd >= krx.hhmmss(o.sent_ts)
+                ),
+                None,
+            )
+            if found is None:
+                self._events.append(
+                    Ended(o.client_id, "lost", "not at KIS after the restart: never sent", now_us)
+                )
+                continue
+            owned.add(found.odno)
+            self._odno[o.client_id] = found.odno
+            self._events.append(Ack(o.client_id, found.odno, now_us))
+        for cid, odno in self._odno.items():
+            row = next((row for row in rows if row.odno == odno), None)
+            if row is not None:
+                self._fills_from(cid, row, now_us)
+        out, self._events = self._events, []
+        return out
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
