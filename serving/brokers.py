@@ -9,7 +9,8 @@ Two implementations of one interface (:class:`Broker`), so the executor never kn
   what the journal holds, and an order in flight at the crash is reported lost.
 - :class:`KisBroker`: a KIS account (paper or real) through :class:`~market.kis.orders.KisOrders`.
   Orders go out on their own tasks (the executor never waits on REST); fills are read from the
-  daily order inquiry while orders are open; after a restart, orders the journal says were being
+  daily order inquiry while orders are open; cancels go through 주식주문(정정취소); after a
+  restart, orders the journal says were being
   sent are looked for at KIS (by stock, side, quantity, price and time, as KisOrders recovers a
   lost reply) and adopted, or reported lost: never sent a second time.
 """
@@ -41,7 +42,7 @@ from backtest.execution import (
 from backtest.tape import LiveTape
 from market import krx
 from market.kis.client import KisError
-from market.kis.orders import KisOrders, OrderStatus
+from market.kis.orders import KisOrders, OrderAck, OrderStatus
 from serving.journal import JournaledOrder
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class KisBroker:
         )  # fmt: skip
         self._requests: dict[int, tuple[OrderRequest, int]] = {}  # client id -> (request, sent µs)
         self._odno: dict[int, str] = {}
+        self._acks: dict[int, OrderAck] = {}  # what a cancel needs (the order's ODNO and KRX org no)
         self._filled: dict[int, tuple[int, float]] = {}  # client id -> (qty, average price) seen
         self._tasks: set[asyncio.Task] = set()
         self._events: list[BrokerEvent] = []
@@ -252,13 +254,26 @@ class KisBroker:
                 "order %d: no answer from KIS (%s); left to the inquiry", client_id, type(exc).__name__
             )
             return
+        self._acks[client_id] = ack
         self._odno[client_id] = ack.odno
         self._events.append(Ack(client_id, ack.odno, now_us))
 
     def cancel(self, client_id: int, now_us: int) -> None:
-        # KIS cancels go through order-rvsecncl, which the loopback fake does not serve: the
-        # strategies send market orders, which do not rest; a resting KIS order is left to the user
-        log.warning("order %d: cancelling at KIS is not supported here; cancel it in the KIS app", client_id)
+        """Cancel what is left at KIS (주식주문(정정취소)); the inquiry then shows the order over."""
+        self._spawn(self._cancel(client_id))
+
+    async def _cancel(self, client_id: int) -> None:
+        ack = self._acks.get(client_id) or (
+            OrderAck(str(client_id), self._odno[client_id], "", "") if client_id in self._odno else None
+        )
+        if ack is None:
+            log.warning("order %d: not acknowledged yet, nothing to cancel at KIS", client_id)
+            return
+        try:
+            await self.orders.cancel(ack)
+        except (KisError, httpx.HTTPError) as exc:
+            log.warning("order %d: the cancel failed: %s", client_id, exc)
+        self._last_poll = 0.0  # ask the inquiry at once
 
     def on_row(self, stock_code: str, ts_us: int) -> None:
         return None
@@ -347,6 +362,7 @@ class KisBroker:
                     row
                     for row in rows
                     if row.odno not in owned
+                    and not row.original
                     and (row.stock_code, row.side, row.qty) == (r.stock_code, r.side, r.qty)
                     and (r.limit_price is None or row.price == r.limit_price)
                     and row.ord_tmd >= krx.hhmmss(o.sent_ts)

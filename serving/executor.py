@@ -84,7 +84,9 @@ class Source(Protocol):
 class Stats:
     rows: int = 0
     decisions: int = 0
-    latencies_ns: list[int] = field(default_factory=list)  # the batch's arrival -> an order handed over
+    latencies_ns: list[int] = field(
+        default_factory=list
+    )  # a decision's batch arriving -> its order handed over
     model_errors: int = 0
     skipped_rows: int = 0  # rows of stock-days with no base price known
 
@@ -269,7 +271,7 @@ class Executor:
             what = "; ".join(_describe(a) for a in actions) or "no order"
             self.journal.signal(self.clock_us, info.event_id, k, dict(outputs), what)
             self.signals.append(self._signal_view(info.event_id, k, outputs, what))
-            self._act(info, actions)
+            self._act(info, actions, timed=True)
 
     def _signal_view(self, eid: str, k: int, outputs: Mapping[str, float], what: str) -> dict:
         return {
@@ -318,7 +320,10 @@ class Executor:
         self._timer(at + US, _SECOND, info.event_id)
 
     # -- orders ------------------------------------------------------------------------------
-    def _act(self, info: EventInfo, actions: list[Action], now: int | None = None) -> None:
+    def _act(
+        self, info: EventInfo, actions: list[Action], now: int | None = None, timed: bool = False
+    ) -> None:
+        """``timed``: the actions answer a decision, whose tick-to-order latency is recorded."""
         now = self.clock_us if now is None else now
         for a in actions:
             if isinstance(a, CancelRequest):
@@ -332,7 +337,8 @@ class Executor:
             cid, self._next_cid = self._next_cid, self._next_cid + 1
             self.journal.sending(cid, now, a)  # before the broker: a crash from here on is recoverable
             self.broker.submit(cid, a, now)
-            self.stats.latencies_ns.append(time.perf_counter_ns() - self._arrived_ns)
+            if timed:
+                self.stats.latencies_ns.append(time.perf_counter_ns() - self._arrived_ns)
             self._track(cid, a, now, "sending")
         if self._working.get(info.event_id):
             self._start_seconds(info, now)

@@ -9,7 +9,8 @@ register its watchlist first) and runs ``speed`` times faster than the wall. RES
 (one token a minute, EGW00133 otherwise: the real rule, always on), Approval, VI-status polls
 as of the replay clock (``page_size`` rows a page, tr_cont M while more follow), cash orders
 (filled by backtest's :class:`~backtest.execution.Venue` on the stock's tape at the replay clock;
-resting orders fill as the clock passes their fill time) and the daily order inquiry.
+resting orders fill as the clock passes their fill time), cancels (주식주문(정정취소): what is left
+of an order, as of the replay clock) and the daily order inquiry.
 
 Faults on demand, from any thread: :meth:`FakeKis.drop` (abort the TCP connection: the client
 sees close code 1006), :meth:`FakeKis.drift` (append fields to every record),
@@ -87,6 +88,7 @@ class _Placed:
     odno: str
     ord_tmd: str
     fills: list[Fill] = field(default_factory=list)
+    cancels: str = ""  # a cancel order (its own ODNO, no fills): the ODNO of the order it cancelled
 
 
 class FakeKis:
@@ -329,6 +331,7 @@ class FakeKis:
                 Route(api.APPROVAL_PATH, self._approval, methods=["POST"]),
                 Route(api.VI_STATUS_PATH, self._vi_status, methods=["GET"]),
                 Route(orders.ORDER_CASH_PATH, self._order_cash, methods=["POST"]),
+                Route(orders.REVISE_CANCEL_PATH, self._cancel, methods=["POST"]),
                 Route(orders.DAILY_ORDERS_PATH, self._daily_orders, methods=["GET"]),
             ]
         )
@@ -443,15 +446,43 @@ class FakeKis:
             {"rt_cd": "0", "msg_cd": "APBK0013", "msg1": "주문 전송 완료 되었습니다.", "output": output}
         )
 
+    async def _cancel(self, request: Request) -> JSONResponse:
+        """주식주문(정정취소), cancels only: the order's fills up to the replay clock stand, the
+        rest is cancelled."""
+        if refused := self._refused(request):
+            return refused
+        body = await request.json()
+        placed = next((p for p in self._orders if p.odno == body.get("ORGN_ODNO")), None)
+        expected = orders.REVISE_CANCEL_TR[self._keys[3]]
+        if request.headers.get("tr_id") != expected or body.get("RVSE_CNCL_DVSN_CD") != orders.CANCEL:
+            return JSONResponse({"rt_cd": "1", "msg_cd": "FAKE0003", "msg1": "the fake serves cancels only"})
+        if placed is None:
+            return JSONResponse({"rt_cd": "1", "msg_cd": "FAKE0004", "msg1": "no such order"})
+        self._catch_up(placed)
+        if not placed.order.live:
+            return JSONResponse({"rt_cd": "1", "msg_cd": "FAKE0005", "msg1": "nothing left to cancel"})
+        placed.order.status = "cancelled"
+        now = self.now_us()
+        odno = f"{len(self._orders) + 1:010d}"
+        self._orders.append(_Placed(placed.order, odno, krx.hhmmss(now), cancels=placed.odno))
+        output = {"KRX_FWDG_ORD_ORGNO": "91252", "ODNO": self._orders[-1].odno, "ORD_TMD": krx.hhmmss(now)}
+        return JSONResponse(
+            {"rt_cd": "0", "msg_cd": "APBK0013", "msg1": "주문 전송 완료 되었습니다.", "output": output}
+        )
+
+    def _catch_up(self, p: _Placed) -> None:
+        """A resting order's fills as the replay clock has passed them."""
+        venue = self._venue(p.order.request.stock_code)
+        while pending := venue.next_fill(p.order, self.now_us()):
+            p.fills.append(venue.take(pending))
+
     async def _daily_orders(self, request: Request) -> JSONResponse:
         if refused := self._refused(request):
             return refused
-        now = self.now_us()
         rows = []
         for p in reversed(self._orders):  # 역순: newest first
-            venue = self._venue(p.order.request.stock_code)
-            while pending := venue.next_fill(p.order, now):  # resting orders fill as the clock passes
-                p.fills.append(venue.take(pending))
+            if not p.cancels:
+                self._catch_up(p)  # resting orders fill as the clock passes
             rows.append(_inquiry_row(p, self.day))
         return JSONResponse(
             {
@@ -471,7 +502,7 @@ def _inquiry_row(p: _Placed, day: dt.date) -> dict:
     return {
         "ord_dt": day.strftime("%Y%m%d"),
         "odno": p.odno,
-        "orgn_odno": "",
+        "orgn_odno": p.cancels,
         "sll_buy_dvsn_cd": "02" if req.side == BUY else "01",
         "pdno": req.stock_code,
         "ord_qty": str(req.qty),
@@ -480,6 +511,6 @@ def _inquiry_row(p: _Placed, day: dt.date) -> dict:
         "tot_ccld_qty": str(filled),
         "avg_prvs": f"{amount / filled:.4f}" if filled else "0",
         "tot_ccld_amt": str(amount),
-        "rmn_qty": str(p.order.remaining if p.order.live else 0),
+        "rmn_qty": str(p.order.remaining if p.order.live and not p.cancels else 0),
         "cncl_yn": "Y" if p.order.status == "cancelled" else "N",
     }

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ORDER_CASH_PATH = "/uapi/domestic-stock/v1/trading/order-cash"
 DAILY_ORDERS_PATH = "/uapi/domestic-stock/v1/trading/inquire-daily-ccld"
+REVISE_CANCEL_PATH = "/uapi/domestic-stock/v1/trading/order-rvsecncl"
 # 주식주문(현금): 매수 buy / 매도 sell; V: 모의투자 (paper)
 ORDER_TR = {
     (False, 1): "TTTC0012U",
@@ -33,6 +34,9 @@ ORDER_TR = {
 }
 # 주식일별주문체결조회, within three months (the older TTTC8001R/VTTC8001R were renamed 0081R)
 DAILY_ORDERS_TR = {False: "TTTC0081R", True: "VTTC0081R"}
+# 주식주문(정정취소): one tr_id for revisions and cancels, told apart by RVSE_CNCL_DVSN_CD
+REVISE_CANCEL_TR = {False: "TTTC0013U", True: "VTTC0013U"}
+CANCEL = "02"  # RVSE_CNCL_DVSN_CD: 01 정정 (revise), 02 취소 (cancel)
 ORD_DVSN_LIMIT, ORD_DVSN_MARKET = "00", "01"  # 지정가, 시장가
 SIDE_BY_SLL_BUY = {"01": -1, "02": 1}  # sll_buy_dvsn_cd 매도 / 매수
 
@@ -61,6 +65,7 @@ class OrderStatus:
     filled_qty: int
     avg_price: float
     remaining: int = 0  # rmn_qty 잔여수량: 0 once the order is over (filled or cancelled)
+    original: str = ""  # orgn_odno 원주문번호: set on a revision's or a cancel's own row
 
 
 class KisOrders:
@@ -149,12 +154,34 @@ class KisOrders:
         for row in await self.daily_orders():
             if (
                 row.odno not in self._owned
+                and not row.original  # a cancel or a revision is not the order we sent
                 and (row.stock_code, row.side, row.qty) == (stock, side, qty)
                 and (price is None or row.price == price)
                 and row.ord_tmd >= sent_hms
             ):
                 return OrderAck(client_id, row.odno, row.ord_tmd, "", recovered=True)
         return None
+
+    async def cancel(self, ack: OrderAck) -> OrderAck:
+        """Cancel what is left of an acknowledged order (주식주문(정정취소), all of its remaining
+        quantity); KIS answers with the cancel's own order number."""
+        cano, product = self._account()
+        body = {
+            "CANO": cano,
+            "ACNT_PRDT_CD": product,
+            "KRX_FWDG_ORD_ORGNO": ack.orgno,
+            "ORGN_ODNO": ack.odno,
+            "ORD_DVSN": ORD_DVSN_LIMIT,
+            "RVSE_CNCL_DVSN_CD": CANCEL,
+            "ORD_QTY": "0",
+            "ORD_UNPR": "0",
+            "QTY_ALL_ORD_YN": "Y",  # the whole remaining quantity
+            "EXCG_ID_DVSN_CD": "KRX",
+        }
+        tr_id = REVISE_CANCEL_TR[self.rest.config.paper]
+        response = await self.rest.call("cancel", "POST", REVISE_CANCEL_PATH, tr_id, body=body)
+        out = response.json()["output"]
+        return OrderAck(ack.client_id, out["ODNO"], out["ORD_TMD"], out.get("KRX_FWDG_ORD_ORGNO", ""))
 
     async def daily_orders(self, day: dt.date | None = None, stock: str = "") -> list[OrderStatus]:
         """The day's orders with their fills (주식일별주문체결조회), every page."""
@@ -205,4 +232,5 @@ def _order_status(row: dict) -> OrderStatus:
         filled_qty=int(row["tot_ccld_qty"] or 0),
         avg_price=float(row["avg_prvs"] or 0),
         remaining=int(row.get("rmn_qty") or 0),
+        original=row.get("orgn_odno") or "",
     )

@@ -202,3 +202,44 @@ def test_kill_9_at_any_point_of_a_session_loses_nothing_and_places_nothing_twice
     assert [f[:2] for f in fills] == [(1, 1), (2, -1)] and fills[0][2] == fills[1][2]
     notes = _rows(root, day, "SELECT COUNT(*) FROM runs")[0][0]
     assert notes == 4  # four sessions wrote to one journal
+
+
+def test_the_kill_switch_cancels_an_order_resting_at_kis(root, vi_day, feed):
+    """What the kill switch asks of a KIS broker: an order resting at KIS (a buy at the lower
+    daily limit) is cancelled through 주식주문(정정취소), and the inquiry then shows it over."""
+    from backtest.execution import BUY, ExecutionConfig, OrderRequest, OrderType
+    from market.events.table import load_stock_days
+    from market.kis.client import KisRest
+    from market.kis.orders import KisOrders
+    from serving.brokers import Ack, Ended, KisBroker
+    from vicap.record_cmd import kis_config
+
+    stock_day = load_stock_days(vi_day.raw / "instruments.parquet")[(vi_day.code, vi_day.day)]
+    lower = krx.price_limits(stock_day.base_price, stock_day.market, vi_day.day)[0]
+    with _fake(vi_day, feed, speed=20) as fake:
+        fake.jump_to(fake.begin_us)  # no feed subscriber here: the replay clock starts now
+        settings = _settings(root, fake)
+
+        async def session() -> list:
+            async with KisRest(kis_config(settings), market_now_us=fake.now_us) as rest:
+                broker = KisBroker(
+                    KisOrders(rest), lambda code: stock_day.market, ExecutionConfig(), poll_s=0.1
+                )
+                request = OrderRequest(vi_day.code, BUY, 10, OrderType.LIMIT, lower, event_id="e")
+                broker.submit(1, request, fake.now_us())
+                events: list = []
+                cancel_sent = False
+                while not any(isinstance(e, Ended) for e in events):
+                    if not cancel_sent and any(isinstance(e, Ack) for e in events):
+                        broker.cancel(1, fake.now_us())  # as Executor._kill does for each open order
+                        cancel_sent = True
+                    events += await broker.poll(fake.now_us())
+                    await asyncio.sleep(0.05)
+                await broker.close()
+                return events
+
+        events = asyncio.run(asyncio.wait_for(session(), 30))
+        placed = fake._orders
+    assert [type(e).__name__ for e in events] == ["Ack", "Ended"]
+    assert events[-1].state == "cancelled" and "10 of 10 not filled" in events[-1].reason
+    assert placed[0].order.status == "cancelled" and placed[1].cancels == placed[0].odno
