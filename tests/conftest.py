@@ -5,10 +5,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vicap.settings import DataPaths
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Keep Ray and BentoML quiet and offline in every test process.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -66,6 +70,15 @@ def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "raw"
     generate(out, jobs=1, **SYNTHETIC_ARGS)
     return out
+
+
+@pytest.fixture(scope="session")
+def dataset_events(dataset) -> pa.Table:
+    """The VIs the detector finds in the session dataset from its flags (``events_table``): about
+    5 s to replay, shared by the tests that compare against them (read-only)."""
+    from market.events.table import detect, events_table
+
+    return events_table(detect(dataset))
 
 
 BROKERAGE = 0.00015

@@ -3,6 +3,7 @@ same VI events; bad rows go to quarantine with a reason; broken files get a clea
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -38,17 +39,26 @@ def busiest(dataset):
     return code, day, ticks, row
 
 
-def test_round_trip_through_a_vendor_csv_keeps_every_vi(dataset, busiest, tmp_path):
-    code, day, ticks, inst = busiest
-    export_korean_headers(ticks, inst, tmp_path / "틱데이터.csv")
-    report = ingest([tmp_path / "틱데이터.csv"], Mapping.load(MAPPING), tmp_path / "out")
+@pytest.fixture(scope="module")
+def round_trip(busiest, tmp_path_factory):
+    """``busiest`` written as a vendor CSV and ingested back: (the ingest's report, its data root).
+    Two tests read it (read-only): the CSV's conversion takes about 10 s each way."""
+    _, _, ticks, inst = busiest
+    root = tmp_path_factory.mktemp("vendor-round-trip")
+    export_korean_headers(ticks, inst, root / "틱데이터.csv")
+    return ingest([root / "틱데이터.csv"], Mapping.load(MAPPING), root / "out"), root / "out"
+
+
+def test_round_trip_through_a_vendor_csv_keeps_every_vi(dataset_events, busiest, round_trip):
+    code, day, ticks, _ = busiest
+    report, out = round_trip
     assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (len(ticks), len(ticks), 0)
-    original = events_table(detect(dataset)).to_pandas()
+    original = dataset_events.to_pandas()
     original = original[(original.stock_code == code) & (original.trigger_ts.dt.date == day)]
-    again = events_table(detect(tmp_path / "out")).to_pandas()
+    again = events_table(detect(out)).to_pandas()
     assert len(original) >= 1
     pd.testing.assert_frame_equal(original[KEYS].reset_index(drop=True), again[KEYS].reset_index(drop=True))
-    back = pq.read_table(tmp_path / "out" / "ticks" / f"date={day}" / f"{code}.parquet").to_pandas()
+    back = pq.read_table(out / "ticks" / f"date={day}" / f"{code}.parquet").to_pandas()
     assert back["price"].tolist() == ticks["price"].tolist() and back["cum_volume"].equals(
         ticks["cum_volume"]
     )
@@ -133,10 +143,11 @@ def _logged_for(dataset: Path, code: str, day) -> pa.Table:
     return log.take(mine).select(VI_LOG_SCHEMA.names)
 
 
-def test_rules_alone_find_exactly_the_logged_vis_in_a_vendor_csv_round_trip(dataset, busiest, tmp_path):
-    code, day, ticks, inst = busiest
-    export_korean_headers(ticks, inst, tmp_path / "틱데이터.csv")
-    ingest([tmp_path / "틱데이터.csv"], Mapping.load(MAPPING), tmp_path / "out")
+def test_rules_alone_find_exactly_the_logged_vis_in_a_vendor_csv_round_trip(
+    dataset, busiest, round_trip, tmp_path
+):
+    code, day, _, _ = busiest
+    shutil.copytree(round_trip[1], tmp_path / "out")
     logged = _logged_for(dataset, code, day)
     pq.write_table(logged, tmp_path / "out" / "vi_log.parquet")  # the exchange's record of that day
     result = CliRunner().invoke(

@@ -93,20 +93,24 @@ def test_the_shipped_recording_ingests_and_its_vi_is_found(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("with_rest", [True, False], ids=["with VI-status REST", "websocket only"])
-def test_a_recording_of_the_session_market_finds_the_same_vis(dataset, tmp_path, with_rest):
+def test_a_recording_of_the_session_market_finds_the_same_vis(
+    dataset, dataset_events, recorded, tmp_path, with_rest
+):
     """Every VI of a recorded day comes back, to the second, with its type, direction and
-    auction price; without the REST record the type is inferred from the auction."""
-    log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
-    day = log.groupby(log.trigger_ts.dt.date).size().idxmax()
-    busiest = log[log.trigger_ts.dt.date == day].stock_code.value_counts().index[:3].tolist()
-    export_recording(dataset, tmp_path / "rec", day, sorted(busiest), seed=3)
-    if not with_rest:
-        next((tmp_path / "rec").glob("vi_status-*.json")).unlink()
-    report = ingest_kis(tmp_path / "rec", tmp_path / "out")
+    auction price; without the REST record the type is inferred from the auction. The recording
+    and its ingest with the REST record are the session's (conftest.py: exported once)."""
+    day, busiest = recorded.day, recorded.codes
+    if with_rest:
+        report, found = recorded.report, recorded.events
+    else:
+        shutil.copytree(recorded.rec, tmp_path / "rec", ignore=shutil.ignore_patterns("vi_status-*.json"))
+        assert not list((tmp_path / "rec").glob("vi_status-*.json"))
+        report = ingest_kis(tmp_path / "rec", tmp_path / "out")
+        found = events_table(detect(tmp_path / "out"))
     assert report.balanced and report.records_quarantined == report.lines_quarantined == 0
-    original = events_table(detect(dataset)).to_pandas()
+    original = dataset_events.to_pandas()
     original = original[(original.trigger_ts.dt.date == day) & original.stock_code.isin(busiest)]
-    again = events_table(detect(tmp_path / "out")).to_pandas()
+    again = found.to_pandas()
     assert len(original) >= 3 and len(again) == len(original)
     keys = ["stock_code", "direction", "auction_price", "auction_volume"]
     a, b = original.sort_values(["stock_code", "trigger_ts"]), again.sort_values(["stock_code", "trigger_ts"])
@@ -118,10 +122,11 @@ def test_a_recording_of_the_session_market_finds_the_same_vis(dataset, tmp_path,
         (b.trigger_ts.to_numpy() - a.trigger_ts.dt.floor("s").to_numpy()).astype("timedelta64[s]").astype(int)
     )
     assert set(gap) <= {0, 1}  # whole seconds, the VI push stamped by its receive second
+    log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
     log_day = pa.Table.from_pandas(
         log[(log.trigger_ts.dt.date == day) & log.stock_code.isin(busiest)], preserve_index=False
     )
-    agree = agreement(events_table(detect(tmp_path / "out")), log_day, tolerance_s=1.0)
+    agree = agreement(found, log_day, tolerance_s=1.0)
     assert agree.precision == agree.recall == 1.0
 
 

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from market.events.panels import build_panels
-from market.events.table import detect, events_table
+from market.events.table import events_table
 
 
 @pytest.fixture(scope="module")
-def events(dataset):
-    return events_table(detect(dataset))
+def events(dataset_events):
+    return dataset_events
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -179,8 +180,29 @@ def test_a_file_no_mapping_of_the_layout_reads_is_named(tmp_path):
     )
 
 
-def test_vicaps_own_tick_schema_reads_without_a_mapping_with_the_same_quarantine(dataset, tmp_path):
+def _two_stock_days(dataset: Path, out: Path) -> Path:
+    """The session dataset's first day for two of its stocks, copied under ``out``: the one with the
+    most VIs that day and the busiest of the other market. Two whole stock-days hold every kind of
+    row (the calls, VI auctions and their uncross, books, statuses) at a fifth of the day's rows:
+    the vendor reader converts every field of every row as text, about 10 s per 100,000 rows."""
     part = sorted((dataset / "ticks").iterdir())[0]
+    day = dt.date.fromisoformat(part.name.removeprefix("date="))
+    inst = pq.read_table(dataset / "instruments.parquet").to_pandas()
+    inst = inst[inst["date"] == day].set_index("stock_code")
+    log = pq.read_table(dataset / "vi_log.parquet").to_pandas()
+    most_vis = log[log["trigger_ts"].dt.date == day]["stock_code"].value_counts().idxmax()
+    rows = {p.stem: pq.read_metadata(p).num_rows for p in part.glob("*.parquet")}
+    other = max(
+        (c for c in rows if inst.loc[c, "market"] != inst.loc[most_vis, "market"]), key=rows.__getitem__
+    )
+    (out / part.name).mkdir(parents=True)
+    for code in (most_vis, other):
+        shutil.copy(part / f"{code}.parquet", out / part.name / f"{code}.parquet")
+    return out / part.name
+
+
+def test_vicaps_own_tick_schema_reads_without_a_mapping_with_the_same_quarantine(dataset, tmp_path):
+    part = _two_stock_days(dataset, tmp_path / "in")
     inst = dataset / "instruments.parquet"
     code, text = _run(
         "ingest", str(part), "--format", "parquet", "--instruments", str(inst), "--out", str(tmp_path / "out")

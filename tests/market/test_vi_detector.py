@@ -26,8 +26,8 @@ def logged(dataset):
     return pq.read_table(dataset / "vi_log.parquet")
 
 
-def test_from_flags_every_vi_exactly(dataset, logged):
-    table = events_table(detect(dataset, use_flags=True))
+def test_from_flags_every_vi_exactly(dataset_events, logged):
+    table = dataset_events  # events_table(detect(dataset, use_flags=True)), replayed once a session
     check_table(table, EVENT_SCHEMA)
     a = agreement(table, logged, tolerance_s=0)
     assert (a.precision, a.recall) == (1.0, 1.0)
