@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from backtest.execution import BUY, CancelRequest, Fill, OrderRequest
+from backtest.execution import BUY, Account, CancelRequest, Fill, OrderRequest
 from backtest.strategy import Action, Decision, EventInfo, MarketSecond, Strategy
 from backtest.tape import PHASE_AUCTION, LiveTape
 from feature_repo.build import FeatureRows
@@ -114,8 +114,7 @@ class Executor:
         self.mode = mode or {}
         self.features = LiveFeaturePath(stock_days)
         self.clock_us = 0
-        self.cash_flow = 0.0  # KRW in (+) and out (-) since the day began, costs included
-        self.positions: dict[str, int] = {}
+        self.account = Account(self.config.capital)  # cash and positions, moved by fills only
         self.infos: dict[str, EventInfo] = {}
         self.requests: dict[int, OrderRequest] = {}
         self.order_view: dict[int, dict] = {}
@@ -138,10 +137,10 @@ class Executor:
     # -- Context (what a strategy may ask) ---------------------------------------------------
     @property
     def cash(self) -> float:
-        return self.config.capital + self.cash_flow
+        return self.account.cash
 
     def position(self, stock_code: str) -> int:
-        return self.positions.get(stock_code, 0)
+        return self.account.positions.get(stock_code, 0)
 
     def working(self, event_id: str) -> list[int]:
         return sorted(self._working.get(event_id, ()))
@@ -224,8 +223,14 @@ class Executor:
             for cid, r in self.requests.items()
             if self.order_view[cid]["state"] in ("sending", "acked")
         ]
-        pnl = self.cash_flow + sum(q * marks.get(s, 0) for s, q in self.positions.items())
-        return Exposure(dict(self.positions), marks, working, frozenset(self.entered), pnl)
+        return Exposure(
+            dict(self.account.positions), marks, working, frozenset(self.entered), self._pnl(marks)
+        )
+
+    def _pnl(self, marks: dict[str, int]) -> float:
+        """The day's P&L, costs included: cash moved since the start, positions at their marks."""
+        held = sum(q * marks.get(s, 0) for s, q in self.account.positions.items())
+        return self.account.cash - self.config.capital + held
 
     # -- VIs and decisions -------------------------------------------------------------------
     def _event_info(self, vi: VIEvent) -> EventInfo:
@@ -380,8 +385,7 @@ class Executor:
 
     def _on_fill(self, f: Fill, replay: bool = False) -> None:
         """A fill from the broker (or, with ``replay``, from the journal at a restart)."""
-        self.cash_flow += f.cash_flow
-        self.positions[f.stock_code] = self.positions.get(f.stock_code, 0) + f.side * f.qty
+        self.account.apply(f)
         self.filled[f.client_id] = self.filled.get(f.client_id, 0) + f.qty
         r = self.requests.get(f.client_id)
         final = r is not None and self.filled[f.client_id] >= r.qty
@@ -432,7 +436,7 @@ class Executor:
                 self._timer(
                     max(info.release_ts + self.config.window_s * US, self.clock_us), _END, info.event_id
                 )
-        held = {s: q for s, q in self.positions.items() if q}
+        held = {s: q for s, q in self.account.positions.items() if q}
         log.info("recovered %d orders, %d fills; holding %s", len(orders), len(fills), held or "nothing")
         self.alerts.send(
             AlertKind.INFO, f"restarted: {len(orders)} orders in the journal, holding {held or 'nothing'}"
@@ -454,7 +458,7 @@ class Executor:
     def snapshot(self) -> dict:
         marks = self._marks()
         positions = []
-        for code, qty in sorted(self.positions.items()):
+        for code, qty in sorted(self.account.positions.items()):
             if qty:
                 cost = -sum(
                     f["price"] * f["qty"] * (1 if f["side"] == "buy" else -1)
@@ -467,7 +471,7 @@ class Executor:
                     {"stock_code": code, "qty": qty, "avg_price": round(avg, 1), "mark": mark,
                      "unrealised": round((mark - avg) * qty)}
                 )  # fmt: skip
-        unrealised = sum(q * marks.get(s, 0) for s, q in self.positions.items())
+        total = self._pnl(marks)
         fees = sum(f["fees"] for f in self.fills)
         return {
             "now": krx.from_us(self.clock_us).isoformat(timespec="seconds") if self.clock_us else "",
@@ -478,10 +482,10 @@ class Executor:
             "fills": list(self.fills),
             "positions": positions,
             "pnl": {
-                "realised": round(self.cash_flow + unrealised - sum(p["unrealised"] for p in positions)),
+                "realised": round(total - sum(p["unrealised"] for p in positions)),
                 "unrealised": sum(p["unrealised"] for p in positions),
                 "fees": fees,
-                "total": round(self.cash_flow + unrealised),
+                "total": round(total),
             },
             "risk": {**self.risk.state(self.clock_us), "refusals": list(self.refusals)},
             "feed": self.feed_health,

@@ -214,20 +214,13 @@ class Journal:
             for t in ("vis", "signals", "orders", "fills", "refusals", "kills")
         }
         states = dict(self.db.execute("SELECT state, COUNT(*) FROM orders GROUP BY state").fetchall())
-        fills = self.fills()
-        cash = sum(f.cash_flow for f in fills)
-        held: dict[str, int] = {}
-        last: dict[str, int] = {}
-        for f in fills:
-            held[f.stock_code] = held.get(f.stock_code, 0) + f.side * f.qty
-            last[f.stock_code] = f.price
-        open_value = sum(q * last[s] for s, q in held.items())
+        run = as_run(self, 0.0)
         return {
             **count,
             "order_states": states,
-            "fees": sum(f.brokerage + f.tax for f in fills),
-            "net_pnl": cash + open_value,
-            "open_positions": {s: q for s, q in held.items() if q},
+            "fees": sum(f.brokerage + f.tax for f in run.fills),
+            "net_pnl": run.equity[-1][2] if run.equity else 0,
+            "open_positions": {s: q for s, q in run.account.positions.items() if q},
         }
 
 

@@ -202,7 +202,7 @@ async def run_session(
         if o.broker == "sim":
             broker = SimBroker(tapes.get, execution, o.capital)
         else:
-            markets = {c: r["market"] for c, r in _stocks(settings, o).items()} if o.source == "kis" else {}
+            markets = {c: r["market"] for c, r in stocks.items()}  # a KIS broker trades on the KIS feed only
             broker = KisBroker(KisOrders(rest), markets.__getitem__, execution, name=o.broker)
         model = None
         if model_tag:
