@@ -1,20 +1,17 @@
-"""A data root's VI events and stock-days for the backtester: the events table, the instruments
-(daily limits), the VI log's cause where the exchange (or the synthetic market) records one, and
-the tapes, read once per stock-day."""
+"""A data root's VI events for the backtester: the events table, the instruments (daily limits) and
+the VI log's cause where the exchange (or the synthetic market) records one. Their tapes come from
+:class:`backtest.tapestore.TapeStore`."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
-from rich.progress import Progress
 
 from backtest.strategy import EventInfo
-from backtest.tape import Tape, load_tape
 from market.events.table import load_stock_days
-from market.krx.clock import US_PER_SECOND, seoul_date, series_us
+from market.krx.clock import seoul_date, series_us
 
 
 def load_events(
@@ -50,46 +47,3 @@ def load_events(
         if (r.stock_code, r.day) in days
     ]
     return infos, table.reset_index(drop=True)
-
-
-def event_tapes(root: Path, instruments_path: Path, events: list[EventInfo], after_s: int) -> dict[str, Tape]:
-    """Each event's stretch of its stock-day, from its release to ``after_s`` later (or to the
-    uncross of a call auction running then: an exit that joined the closing call fills there),
-    reading every stock-day once (a period's events interleave across stocks: a cache of whole
-    days thrashes)."""
-    days = load_stock_days(instruments_path)
-    by_day: dict[tuple[str, dt.date], list[EventInfo]] = {}
-    for ev in events:
-        by_day.setdefault((ev.stock_code, ev.day), []).append(ev)
-    out = {}
-    with Progress(transient=True) as bar:
-        task = bar.add_task("reading tapes", total=len(by_day))
-        for key, evs in by_day.items():
-            tape = load_tape(root, key[0], days[key])
-            for ev in evs:
-                out[ev.event_id] = tape.window(
-                    ev.release_ts, tape.auction_end(ev.release_ts + after_s * US_PER_SECOND)
-                )
-            bar.advance(task)
-    return out
-
-
-class TapeCache:
-    """Tapes of a dataset root by (stock, day), the most recent ``size`` kept in memory."""
-
-    def __init__(self, root: Path, instruments_path: Path, size: int = 64) -> None:
-        self.root = Path(root)
-        self.days = load_stock_days(instruments_path)
-        self.size = size
-        self._cache: OrderedDict[tuple[str, dt.date], Tape] = OrderedDict()
-
-    def __call__(self, ev: EventInfo) -> Tape:
-        key = (ev.stock_code, ev.day)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        tape = load_tape(self.root, ev.stock_code, self.days[key])
-        self._cache[key] = tape
-        if len(self._cache) > self.size:
-            self._cache.popitem(last=False)
-        return tape

@@ -1,14 +1,17 @@
-"""The backtester: strategies against the recorded market of a period's VI events, in one clock.
+"""The backtester: strategies against the recorded market of a period's VI events, in local time,
+on the one exchange loop (``backtest.runner``) with one account.
 
-Everything is an event on one time-ordered queue: decisions at each decision second, a
-once-a-second market view while a strategy is exposed, our orders reaching the exchange after the
-entry latency, their fills (from :mod:`backtest.execution`), acknowledgements after the response
-latency, cancels, and each event's window end. One account carries cash and positions across
-events that overlap in time; a strategy sees exactly what it would have seen live.
+Its own events, merged in time with the loop's: each decision, fired when its data has reached us
+(the decision second's last row received, never before its local time); a once-a-second market
+view of each event a strategy is exposed in (what was received by then); the account's equity
+every second while anything is held or working (positions at the bid shown, net of exit costs);
+each event's window end. What the loop reports (fills when they are heard of) goes to the strategy.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import heapq
 import itertools
 from collections.abc import Callable
@@ -18,26 +21,15 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from backtest.execution import (
-    BUY,
-    SELL,
-    Account,
-    CancelRequest,
-    ExecutionConfig,
-    Fill,
-    Order,
-    OrderRequest,
-    OrderType,
-    PendingFill,
-    Venue,
-    new_order,
-)
+from backtest.account import Account, trade_table
+from backtest.execution import BUY, CancelRequest, ExecutionConfig, Fill, Venue
+from backtest.runner import ExchangeLoop, Report
 from backtest.strategy import Action, Decision, EventInfo, MarketSecond, Strategy
 from backtest.tape import PHASE_AUCTION, Tape
-from market.krx.clock import US_PER_SECOND, series_us
+from market.krx.clock import US_PER_SECOND, seoul_date, series_us
 
-# at one instant: the exchange first, then what we learn, then what we decide
-_ARRIVE, _FILL, _CANCEL, _ACK, _DECISION, _SECOND, _END = range(7)
+_DECISION, _SECOND, _EQUITY, _END = range(4)
+TapeSource = Callable[[str, dt.date], Tape]  # (stock code, day) -> the stock-day's tape
 
 
 @dataclass(frozen=True)
@@ -45,6 +37,7 @@ class BacktestConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     capital: float = 100_000_000.0  # KRW
     window_s: int = 330  # after the release, how long an event stays open before on_end
+    exit_grace_s: int = 300  # after the window, how long its exits may still take (a VI, a limit lock)
 
 
 @dataclass
@@ -61,35 +54,33 @@ class RunResult:
     config: BacktestConfig
     fills: list[Fill]
     rejections: list[Rejection]
-    equity: list[tuple[int, float, float]]  # (ts, cash, equity)
+    equity: list[tuple[int, float, float]]  # (ts, cash, equity): every second while exposed, at fills
     events: list[EventInfo]
     rows_replayed: int
     account: Account
+    marks: dict[str, tuple[int, int]] = field(default_factory=dict)  # stock -> (bid, µs) at the end
 
     def trades_frame(self) -> pd.DataFrame:
         """One row per fill (the columns of ``trades.parquet``)."""
         rows = [
             {
-                "strategy": self.strategy,
-                "event_id": f.event_id,
-                "stock_code": f.stock_code,
-                "order_ts": f.order_ts,
-                "fill_ts": f.fill_ts,
-                "side": "buy" if f.side == BUY else "sell",
-                "qty": f.qty,
-                "price": f.price,
-                "brokerage": f.brokerage,
-                "tax": f.tax,
-                "reason": f.reason,
-                "liquidity": f.liquidity,
-                "client_id": f.client_id,
+                "strategy": self.strategy, "event_id": f.event_id, "stock_code": f.stock_code,
+                "order_ts": f.order_ts, "fill_ts": f.fill_ts, "side": "buy" if f.side == BUY else "sell",
+                "qty": f.qty, "price": f.price, "brokerage": f.brokerage, "tax": f.tax, "reason": f.reason,
+                "liquidity": f.liquidity, "client_id": f.client_id, "ack_ts": f.ack_ts,
             }
             for f in self.fills
-        ]
+        ]  # fmt: skip
         df = pd.DataFrame(rows, columns=TRADE_COLUMNS)
-        for c in ("order_ts", "fill_ts"):
+        for c in ("order_ts", "fill_ts", "ack_ts"):
             df[c] = pd.to_datetime(df[c].astype("int64"), unit="us", utc=True).dt.tz_convert("Asia/Seoul")
         return df
+
+    def lots_frame(self) -> pd.DataFrame:
+        """One row per position lot (per buy order), open lots marked at the bid net of exit costs."""
+        return trade_table(
+            self.fills, self.marks, self.strategy, self.account.markets, self.config.execution.brokerage_rate
+        )
 
     def equity_frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.equity, columns=["ts", "cash", "equity"])
@@ -99,213 +90,185 @@ class RunResult:
 
 
 TRADE_COLUMNS = [
-    "strategy",
-    "event_id",
-    "stock_code",
-    "order_ts",
-    "fill_ts",
-    "side",
-    "qty",
-    "price",
-    "brokerage",
-    "tax",
-    "reason",
-    "liquidity",
-    "client_id",
-]
+    "strategy", "event_id", "stock_code", "order_ts", "fill_ts", "side", "qty", "price", "brokerage",
+    "tax", "reason", "liquidity", "client_id", "ack_ts",
+]  # fmt: skip
+
+
+def decision_ready(tape: Tape, decision_ts: int) -> int:
+    """When a decision for the second ending at ``decision_ts`` can be made: not before then, nor
+    before the last row of that second (exchange time) has been received."""
+    i = tape.index_at(decision_ts - 1)
+    return max(decision_ts, int(tape.local_ts[i])) if i >= 0 else decision_ts
 
 
 class _Run:
     """One strategy's pass over the events (the state a :class:`Backtester` run holds)."""
 
     def __init__(self, bt: Backtester, strategy: Strategy, progress: Callable[[], None]) -> None:
-        self.bt, self.strategy, self.cfg = bt, strategy, bt.config.execution
-        self.account = Account(bt.config.capital)
+        self.bt, self.strategy, self.cfg = bt, strategy, bt.config
+        self.loop = ExchangeLoop(self.venue, bt.config.execution, bt.config.capital)
+        self._venues: dict[tuple[str, dt.date], Venue] = {}
         self.queue: list = []
         self.seq = itertools.count()
-        self.orders: dict[int, Order] = {}
-        self.live: dict[str, set[int]] = {}  # per event, orders still live at the exchange
-        self.sell_pending: dict[str, int] = {}
-        self.reserved: dict[int, float] = {}
-        self.settled: set[int] = set()
         self.fills: list[Fill] = []
         self.rejections: list[Rejection] = []
         self.equity: list[tuple[int, float, float]] = []
-        self.marks: dict[str, int] = {}
         self.ticking: set[str] = set()
-        self.venues: dict[str, Venue] = {}
+        self.sampling = False
         self.infos: dict[str, EventInfo] = {}
+        self.until: dict[str, int] = {}  # per event: when its market views stop
         self.progress = progress
+
+    def venue(self, code: str, day: dt.date) -> Venue:
+        key = (code, day)
+        if key not in self._venues:
+            self._venues[key] = Venue(self.bt.tape(code, day), self.cfg.execution)
+        return self._venues[key]
+
+    def tape(self, ev: EventInfo) -> Tape:
+        return self.venue(ev.stock_code, ev.day).tape
 
     # Context --------------------------------------------------------------------------------
     @property
     def cash(self) -> float:
-        return self.account.cash
+        return self.loop.account.cash
 
     def position(self, stock_code: str) -> int:
-        return self.account.positions.get(stock_code, 0)
+        return self.loop.position(stock_code)
 
     def working(self, event_id: str) -> list[int]:
-        return sorted(self.live.get(event_id, ()))
+        return self.loop.working(event_id)
 
-    # queue ----------------------------------------------------------------------------------
+    # our events -----------------------------------------------------------------------------
     def push(self, ts: int, kind: int, payload: object) -> None:
         heapq.heappush(self.queue, (ts, kind, next(self.seq), payload))
 
     def act(self, now: int, event: EventInfo, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, CancelRequest):
-                self.push(now + self.cfg.entry_latency_us, _CANCEL, a.client_id)
-            else:
-                self.submit(now, event, a)
-        if self.live.get(event.event_id) and event.event_id not in self.ticking:
+                self.loop.cancel(a.client_id, now)
+                continue
+            placed = self.loop.submit(a, now)
+            if isinstance(placed, str):
+                self.rejections.append(Rejection(now, a.event_id, a.stock_code, placed))
+        if self.loop.working(event.event_id):
             self.start_seconds(now, event)
 
-    def reject(self, now: int, r: OrderRequest, reason: str) -> None:
-        self.rejections.append(Rejection(now, r.event_id, r.stock_code, reason))
-
-    def submit(self, now: int, event: EventInfo, r: OrderRequest) -> None:
-        venue = self.venues[event.event_id]
-        reason = venue.check(r)
-        if (
-            not reason
-            and r.side == SELL
-            and r.qty > self.position(r.stock_code) - self.sell_pending.get(r.stock_code, 0)
-        ):
-            reason = (
-                f"no short selling: selling {r.qty} of {r.stock_code}, holding {self.position(r.stock_code)}"
-            )
-        cost = 0.0
-        if not reason and r.side == BUY:
-            t = venue.tape
-            i = t.index_at(now)
-            price = r.limit_price if r.order_type == OrderType.LIMIT else (t.ask_px[i, 0] or t.last_price[i])
-            cost = r.qty * float(price or t.upper_limit) * (1 + self.cfg.brokerage_rate)
-            if cost > self.account.cash - sum(self.reserved.values()):
-                reason = f"not enough cash for {r.qty} x {price:,} of {r.stock_code}"
-        if reason:
-            self.reject(now, r, reason)
-            return
-        order = new_order(r, now, self.cfg)
-        self.orders[order.client_id] = order
-        self.live.setdefault(event.event_id, set()).add(order.client_id)
-        if r.side == SELL:
-            self.sell_pending[r.stock_code] = self.sell_pending.get(r.stock_code, 0) + r.qty
-        else:
-            self.reserved[order.client_id] = cost
-        self.push(order.arrival_ts, _ARRIVE, order)
-
-    def settle(self, order: Order) -> None:
-        """Release what a finished order held back (once)."""
-        if order.live or order.client_id in self.settled:
-            return
-        self.settled.add(order.client_id)
-        self.live[order.request.event_id].discard(order.client_id)
-        self.reserved.pop(order.client_id, None)
-        if order.request.side == SELL:
-            self.sell_pending[order.request.stock_code] -= order.remaining
-
-    def record(self, fill: Fill) -> None:
-        self.account.apply(fill)
-        if fill.side == SELL:
-            self.sell_pending[fill.stock_code] -= fill.qty
-        self.fills.append(fill)
-        self.marks[fill.stock_code] = fill.price
-        self.equity.append((fill.fill_ts, self.account.cash, self.mark_to_market()))
-        self.push(fill.ack_ts, _ACK, fill)
-
-    def mark_to_market(self) -> float:
-        return self.account.cash + sum(q * self.marks.get(s, 0) for s, q in self.account.positions.items())
-
-    def follow(self, order: Order) -> None:
-        venue = self.venues[order.request.event_id]
-        pending = venue.next_fill(order, int(venue.tape.ts[-1]))
-        if pending is not None:
-            self.push(pending.ts, _FILL, pending)
-
-    # seconds --------------------------------------------------------------------------------
     def start_seconds(self, now: int, event: EventInfo) -> None:
-        """Market views on whole seconds of the clock (the decisions' grid), from the next one on."""
-        self.ticking.add(event.event_id)
-        self.push((now // US_PER_SECOND + 1) * US_PER_SECOND, _SECOND, event)
+        """Market views on whole seconds of the clock (the decisions' grid), from the next one on;
+        the account's equity sampled on the same grid."""
+        nxt = (now // US_PER_SECOND + 1) * US_PER_SECOND
+        if event.event_id not in self.ticking:
+            self.ticking.add(event.event_id)
+            self.push(nxt, _SECOND, event)
+        if not self.sampling:
+            self.sampling = True
+            self.push(nxt, _EQUITY, None)
 
     def exposed(self, event: EventInfo) -> bool:
-        return self.position(event.stock_code) > 0 or bool(self.live.get(event.event_id))
+        return self.position(event.stock_code) > 0 or bool(self.loop.working(event.event_id))
 
     def second(self, now: int, event: EventInfo) -> None:
-        tape = self.venues[event.event_id].tape
-        if not self.exposed(event) or now > tape.ts[-1]:
+        if not self.exposed(event) or now > self.until[event.event_id]:
             self.ticking.discard(event.event_id)
             return
-        i = tape.index_at(now)
+        tape = self.tape(event)
+        i = tape.seen_at(now)
+        bid, ask = tape.quotes(i)
         m = MarketSecond(
-            event,
-            now,
-            int(tape.last_price[i]),
-            int(tape.bid_px[i, 0]),
-            int(tape.ask_px[i, 0]),
-            int(tape.program_net_buy[i]),
-            int(tape.cum_volume[i]),
-            bool(tape.phase[i] == PHASE_AUCTION),
-        )
-        self.marks[event.stock_code] = m.last_price or self.marks.get(event.stock_code, 0)
+            event, now, int(tape.last_price[i]), bid, ask, int(tape.program_net_buy[i]),
+            int(tape.cum_volume[i]), bool(tape.phase[i] == PHASE_AUCTION),
+        )  # fmt: skip
         self.act(now, event, self.strategy.on_second(m, self))
         self.push(now + US_PER_SECOND, _SECOND, event)
+
+    def marks(self, now: int) -> dict[str, int]:
+        """What each held stock is worth a share: the mark of what was received by ``now``."""
+        out = {}
+        day = seoul_date(now)
+        for code, q in self.loop.account.positions.items():
+            if q:
+                tape = self.venue(code, day).tape
+                i = tape.seen_at(now)
+                out[code] = int(tape.mark[i]) if i >= 0 else 0
+        return out
+
+    def sample(self, now: int) -> None:
+        account = self.loop.account
+        self.equity.append((now, account.cash, account.equity(self.marks(now), seoul_date(now))))
+
+    def sample_second(self, now: int) -> None:
+        self.sample(now)
+        held = any(q for q in self.loop.account.positions.values())
+        if (held or self.loop.open) and now <= self.last_view:
+            self.push(now + US_PER_SECOND, _EQUITY, None)
+        else:
+            self.sampling = False
+
+    def hear(self, report: Report) -> None:
+        if report.kind != "fill":
+            return
+        fill = report.fill
+        self.fills.append(fill)
+        self.sample(report.ts)
+        ev = self.infos[fill.event_id]
+        self.act(report.ts, ev, self.strategy.on_fill(fill, self))
+        if self.exposed(ev):
+            self.start_seconds(report.ts, ev)
 
     # the loop -------------------------------------------------------------------------------
     def run(self, events: list[EventInfo], decisions: dict[str, list[Decision]]) -> int:
         rows = 0
-        window = self.bt.config.window_s * US_PER_SECOND
+        window, grace = self.cfg.window_s * US_PER_SECOND, self.cfg.exit_grace_s * US_PER_SECOND
+        self.last_view = 0
         for ev in events:
-            tape = self.bt.tape(ev)
-            self.venues[ev.event_id] = Venue(tape, self.cfg)
+            tape = self.tape(ev)
             self.infos[ev.event_id] = ev
-            rows += tape.index_at(ev.release_ts + window) - tape.index_at(ev.release_ts)
+            end = ev.release_ts + window
+            self.until[ev.event_id] = tape.auction_end(end + grace)
+            self.last_view = max(self.last_view, self.until[ev.event_id])
+            rows += tape.index_at(end) - tape.index_at(ev.release_ts)
             for d in decisions.get(ev.event_id, []):
-                self.push(d.ts, _DECISION, d)
-            self.push(ev.release_ts + window, _END, ev)
-        while self.queue:
+                self.push(decision_ready(tape, d.ts), _DECISION, d)
+            self.push(end, _END, ev)
+        while self.queue or self.loop.next_time() is not None:
+            t_loop = self.loop.next_time()
+            if t_loop is not None and (not self.queue or t_loop <= self.queue[0][0]):
+                for report in self.loop.advance(t_loop):
+                    self.hear(report)
+                continue
             now, kind, _, payload = heapq.heappop(self.queue)
-            if kind == _ARRIVE:
-                order: Order = payload
-                for f in self.venues[order.request.event_id].arrive(order):
-                    self.record(f)
-                if order.status == "rejected":
-                    self.reject(now, order.request, order.reject_reason)
-                self.settle(order)
-                self.follow(order)
-            elif kind == _FILL:
-                pending: PendingFill = payload
-                if pending.order.live:
-                    self.record(self.venues[pending.order.request.event_id].take(pending))
-                    self.settle(pending.order)
-                    self.follow(pending.order)
-            elif kind == _CANCEL:
-                order = self.orders.get(payload)
-                if order is not None and order.live:
-                    order.status = "cancelled"
-                    self.settle(order)
-            elif kind == _ACK:
-                fill: Fill = payload
-                ev = self.infos[fill.event_id]
-                self.act(now, ev, self.strategy.on_fill(fill, self))
-            elif kind == _DECISION:
+            if kind == _DECISION:
                 d: Decision = payload
+                d = dataclasses.replace(d, last_price=self.tape(d.event).last_trade_at(now))
                 self.act(now, d.event, self.strategy.on_decision(d, self))
             elif kind == _SECOND:
                 self.second(now, payload)
+            elif kind == _EQUITY:
+                self.sample_second(now)
             else:
                 ev = payload
                 self.act(now, ev, self.strategy.on_end(ev, self))
-                self.equity.append((now, self.account.cash, self.mark_to_market()))
+                self.sample(now)
                 self.progress()
         return rows
 
+    def end_marks(self) -> dict[str, tuple[int, int]]:
+        """The bid each still-held stock showed last (at its last market view), for the lots."""
+        out = {}
+        for code, q in self.loop.account.positions.items():
+            if q:
+                evs = [e for e in self.infos.values() if e.stock_code == code]
+                at = max(self.until[e.event_id] for e in evs)
+                out[code] = (self.marks(at)[code], at)
+        return out
+
 
 class Backtester:
-    """Runs strategies over VI events; ``tapes`` gives an event's stock-day (cached per stock-day)."""
+    """Runs strategies over VI events; ``tapes(stock_code, day)`` gives a stock-day's tape."""
 
-    def __init__(self, tapes: Callable[[EventInfo], Tape], config: BacktestConfig | None = None) -> None:
+    def __init__(self, tapes: TapeSource, config: BacktestConfig | None = None) -> None:
         self.config = config or BacktestConfig()
         self.tape = tapes
 
@@ -322,19 +285,16 @@ class Backtester:
             run = _Run(self, strategy, lambda: bar.advance(task))
             rows = run.run(events, decisions)
         return RunResult(
-            strategy.name, self.config, run.fills, run.rejections, run.equity, events, rows, run.account
-        )
+            strategy.name, self.config, run.fills, run.rejections, run.equity, events, rows,
+            run.loop.account, run.end_marks(),
+        )  # fmt: skip
 
 
 def as_decisions(
-    frame: pd.DataFrame,
-    infos: dict[str, EventInfo],
-    features: list[str],
-    outputs: list[str],
-    tape: Callable[[EventInfo], Tape],
+    frame: pd.DataFrame, infos: dict[str, EventInfo], features: list[str], outputs: list[str]
 ) -> dict[str, list[Decision]]:
     """Decision rows (event_id, decision_offset_s, event_timestamp, features, model outputs) as
-    :class:`Decision` objects per event, each with the last trade price at its second."""
+    :class:`Decision` objects per event (the backtester sets each one's last trade when it fires)."""
     out: dict[str, list[Decision]] = {}
     ts_us = series_us(frame["event_timestamp"]).to_numpy()
     feats = frame[features].to_numpy(dtype=np.float64)
@@ -343,15 +303,10 @@ def as_decisions(
         info = infos.get(eid)
         if info is None:
             continue
-        t = int(ts_us[j])
         out.setdefault(eid, []).append(
             Decision(
-                info,
-                int(k),
-                t,
-                tape(info).last_trade_at(t),
-                dict(zip(features, feats[j], strict=True)),
+                info, int(k), int(ts_us[j]), 0, dict(zip(features, feats[j], strict=True)),
                 dict(zip(outputs, outs[j], strict=True)),
             )
-        )
+        )  # fmt: skip
     return out

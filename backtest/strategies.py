@@ -60,12 +60,15 @@ class _EventState:
 
 
 class VITrader(Strategy):
-    """One long position per event: :meth:`wants` says when to enter, :class:`ExitRules` when to leave."""
+    """One long position per event: :meth:`wants` says when to enter, :class:`ExitRules` when to leave.
+    A sale of a stock closes its holdings oldest first (as the account's lots do), whichever
+    event it was sent for."""
 
     def __init__(self, exits: ExitRules, notional: float = 5_000_000) -> None:
         super().__init__(notional)
         self.exits = exits
         self._events: dict[str, _EventState] = {}
+        self._held: dict[str, list[str]] = {}  # stock -> events holding it, oldest entry first
 
     def wants(self, d: Decision) -> str:
         """The entry's reason if this decision should buy ("" otherwise)."""
@@ -73,6 +76,10 @@ class VITrader(Strategy):
 
     def _state(self, event_id: str) -> _EventState:
         return self._events.setdefault(event_id, _EventState())
+
+    def holdings(self, stock_code: str) -> list[_Holding]:
+        """The holdings of ``stock_code``, oldest entry first."""
+        return [self._state(e).holding for e in self._held.get(stock_code, [])]
 
     def on_decision(self, d: Decision, ctx: Context) -> list[Action]:
         st = self._state(d.event.event_id)
@@ -88,15 +95,25 @@ class VITrader(Strategy):
         return [OrderRequest(d.event.stock_code, BUY, qty, reason=reason, event_id=d.event.event_id)]
 
     def on_fill(self, fill: Fill, ctx: Context) -> list[Action]:
-        h = self._state(fill.event_id).holding
         if fill.side == BUY:
+            h = self._state(fill.event_id).holding
             cost = h.entry_price * h.qty + fill.price * fill.qty
             h.qty += fill.qty
             h.entry_price = cost / h.qty
             h.entry_ts = h.entry_ts or fill.fill_ts
-        else:
-            h.qty -= fill.qty
+            held = self._held.setdefault(fill.stock_code, [])
+            if fill.event_id not in held:
+                held.append(fill.event_id)
+            return []
+        left, held = fill.qty, self._held.get(fill.stock_code, [])
+        while left and held:
+            h = self._state(held[0]).holding
+            take = min(left, h.qty)
+            h.qty -= take
+            left -= take
             h.exiting = h.exiting and h.qty > 0
+            if h.qty == 0:
+                held.pop(0)
         return []
 
     def on_second(self, m: MarketSecond, ctx: Context) -> list[Action]:
@@ -156,8 +173,11 @@ class MomentumRule(VITrader):
         return ""
 
     def on_decision(self, d: Decision, ctx: Context) -> list[Action]:
-        held = ctx.position(d.event.stock_code)
+        staying = [h for h in self.holdings(d.event.stock_code) if not h.exiting]
+        held = sum(h.qty for h in staying)
         if d.offset_s == 0 and d.event.direction < 0 and held > 0 and d.features["auc_price_dir"] > 0:
+            for h in staying:  # the sale closes the oldest lots first: these
+                h.exiting, h.exit_sent_ts = True, d.ts
             return [
                 OrderRequest(
                     d.event.stock_code,

@@ -10,6 +10,7 @@ from bench import (
     rl,
     serving,
     slicing,
+    tapes,
     training,
     validation,
 )
@@ -23,6 +24,7 @@ BENCHMARKS = [
     features.main,
     training.main,
     backtest.main,
+    tapes.main,
     rl.main,
     serving.main,
     live.main,

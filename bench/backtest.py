@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from backtest.data import TapeCache, load_events
+from backtest.data import load_events
 from backtest.engine import BacktestConfig, Backtester
 from backtest.execution import ExecutionConfig
 from backtest.strategies import BuyAndHold
 from backtest.strategy import Decision
+from backtest.tapestore import TapeStore
 from bench.common import publish
 from market.events.table import detect, events_table
 from market.krx.clock import US_PER_SECOND, series_us
@@ -69,20 +70,15 @@ def main(stocks: int = 12, days: int = 5) -> dict:
         pq.write_table(events_table(detect(root)), work / "events.parquet")
         instruments = root / "instruments.parquet"
         events, _ = load_events(work / "events.parquet", instruments)
-        tapes = TapeCache(root, instruments, size=10_000)
+        tapes = TapeStore(root, instruments, cache_dir=work / "cache")
         t0 = time.perf_counter()
         for ev in events:
-            tapes(ev)
+            tapes(ev.stock_code, ev.day)
         load_s = time.perf_counter() - t0
         decisions = {
             ev.event_id: [
                 Decision(
-                    ev,
-                    k,
-                    -(-ev.release_ts // US_PER_SECOND) * US_PER_SECOND + k * US_PER_SECOND,
-                    tapes(ev).last_trade_at(ev.release_ts),
-                    {},
-                    {},
+                    ev, k, -(-ev.release_ts // US_PER_SECOND) * US_PER_SECOND + k * US_PER_SECOND, 0, {}, {}
                 )
                 for k in range(10)
             ]
@@ -121,9 +117,7 @@ def main(stocks: int = 12, days: int = 5) -> dict:
         notes = {
             "speedup_vs_pandas": round((run.rows_replayed / bt_s) / (base_rows / base_s), 1),
             "tape_load_seconds": round(load_s, 2),
-            "tape_rows_loaded": int(
-                sum(len(tapes(ev)) for ev in {(e.stock_code, e.day): e for e in events}.values())
-            ),
+            "tape_rows_loaded": int(sum(len(tapes(*key)) for key in {(e.stock_code, e.day) for e in events})),
             "round_trips_backtester": len(buys),
             "round_trips_baseline": len(base_trades),
             "mean_entry_price_backtester": float(buys.mean()) if len(buys) else float("nan"),

@@ -69,6 +69,7 @@ def _session(work: Path, paths, day, codes, window, speed: float, model) -> dict
         stock_days=source.stock_days, tapes=tapes, strategy=ModelStrategy(threshold=0.0),
         risk=RiskManager(LOOSE), broker=SimBroker(tapes.get, ExecutionConfig(), 10**12), journal=journal,
         alerts=Alerts(AlertConfig()), model=model, push=S.OnlinePusher(store).push,
+        feed_clock=source.feed_clock, stamp_us=source.stamp_us,
     )  # fmt: skip
     t0 = time.perf_counter()
     asyncio.run(ex.run(source))

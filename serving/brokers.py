@@ -1,12 +1,13 @@
 """The live executor's brokers: where its orders go and what comes back, as events.
 
 Two implementations of one interface (:class:`Broker`), so the executor never knows which runs:
-- :class:`SimBroker`: paper trading on the live feed with backtest's execution model. Each order
-  reaches a :class:`~backtest.execution.Venue` over the stock's :class:`~backtest.tape.LiveTape`
-  (the rows delivered so far) ``entry_latency_us`` after it is sent, as soon as the feed has passed
-  that moment; resting orders fill as new rows arrive; acknowledgements and fills come back
-  ``response_latency_us`` later. Its account lives in the process: after a restart it starts from
-  what the journal holds, and an order in flight at the crash is reported lost.
+- :class:`SimBroker`: paper trading on the live feed with backtest's one exchange loop
+  (``backtest.runner``), the same the backtester and the RL environment drive. Each stock's
+  :class:`~backtest.execution.Venue` matches against its :class:`~backtest.tape.LiveTape` (the rows
+  received so far, in exchange time): an order's arrival, and every later step of it, waits until
+  the feed has delivered a row past that moment; what happens comes back after the response
+  latency, in local time. Its account lives in the process: after a restart it starts from what the
+  journal holds, and an order in flight at the crash is reported lost.
 - :class:`KisBroker`: a KIS account (paper or real) through :class:`~market.kis.orders.KisOrders`.
   Orders go out on their own tasks (the executor never waits on REST); fills are read from the
   daily order inquiry while orders are open; cancels go through 주식주문(정정취소); after a
@@ -18,8 +19,6 @@ Two implementations of one interface (:class:`Broker`), so the executor never kn
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -28,17 +27,8 @@ from typing import Protocol
 
 import httpx
 
-from backtest.execution import (
-    BUY,
-    Account,
-    ExecutionConfig,
-    Fill,
-    Order,
-    OrderRequest,
-    OrderType,
-    Venue,
-    fill_costs,
-)
+from backtest.execution import ExecutionConfig, Fill, OrderRequest, OrderType, Venue, fill_costs
+from backtest.runner import ExchangeLoop
 from backtest.tape import LiveTape
 from market import krx
 from market.kis.client import KisError
@@ -94,108 +84,56 @@ class SimBroker:
         self, tapes: Callable[[str], LiveTape | None], config: ExecutionConfig, capital: float
     ) -> None:
         self.tapes, self.config = tapes, config
-        self.account = Account(capital)
-        self._arrivals: dict[str, list[Order]] = {}
-        self._resting: dict[str, list[Order]] = {}
-        self._cancels: dict[int, int] = {}  # client id -> when the cancel reaches the exchange
-        self._reserved: dict[int, float] = {}
-        self._out: list[tuple[int, int, BrokerEvent]] = []
-        self._seq = itertools.count()
+        self._venues: dict[str, Venue] = {}
+        self.loop = ExchangeLoop(self._venue, config, capital, horizon=self._horizon)
+        self.account = self.loop.account
+        self._refused: list[tuple[int, Ended]] = []
+
+    def _venue(self, stock_code: str, day) -> Venue | None:
+        live = self.tapes(stock_code)
+        if live is None or not len(live) or live.day != day:
+            return None
+        venue = self._venues.get(stock_code)
+        if venue is None or venue.tape.day != day:
+            venue = self._venues[stock_code] = Venue(live.tape(), self.config)
+        return venue
+
+    def _horizon(self, stock_code: str) -> int:
+        """Rows up to just before the last one received are all in (more may share its time)."""
+        live = self.tapes(stock_code)
+        return int(live.tape().ts[-1]) - 1 if live is not None and len(live) else -1
 
     def restore(self, fills: list[Fill]) -> None:
         """The account as the journal's fills left it (a restart)."""
         for f in fills:
             self.account.apply(f)
 
-    def _emit(self, ts: int, event: BrokerEvent) -> None:
-        heapq.heappush(self._out, (ts, next(self._seq), event))
-
     def submit(self, client_id: int, request: OrderRequest, now_us: int) -> None:
-        tape = self.tapes(request.stock_code)
-        reply = now_us + self.config.response_latency_us
-        if tape is None or not len(tape):
-            self._emit(reply, Ended(client_id, "rejected", f"no market data for {request.stock_code}", reply))
-            return
-        t = tape.tape()
-        reason = Venue(t, self.config).check(request)
-        cost = 0.0
-        if not reason and request.side == BUY:
-            i = t.index_at(now_us)
-            price = request.limit_price or int(t.ask_px[i, 0]) or int(t.last_price[i]) or t.upper_limit
-            cost = request.qty * price * (1 + self.config.brokerage_rate)
-            if cost > self.account.cash - sum(self._reserved.values()):
-                reason = f"not enough cash for {request.qty} x {price:,} of {request.stock_code}"
-        if reason:
-            self._emit(reply, Ended(client_id, "rejected", reason, reply))
-            return
-        order = Order(client_id, request, now_us, now_us + self.config.entry_latency_us, request.qty)
-        self._reserved[client_id] = cost
-        self._arrivals.setdefault(request.stock_code, []).append(order)
+        placed = self.loop.submit(request, now_us, client_id=client_id)
+        if isinstance(placed, str):
+            reply = now_us + self.config.response_latency_us
+            self._refused.append((reply, Ended(client_id, "rejected", placed, reply)))
 
     def cancel(self, client_id: int, now_us: int) -> None:
-        self._cancels[client_id] = now_us + self.config.entry_latency_us
+        self.loop.cancel(client_id, now_us)
 
     def on_row(self, stock_code: str, ts_us: int) -> None:
-        tape = self.tapes(stock_code)
-        if tape is None:
-            return
-        arriving = self._arrivals.get(stock_code, [])
-        due = [o for o in arriving if o.arrival_ts < ts_us]  # every row up to its arrival is in
-        if due:
-            self._arrivals[stock_code] = [o for o in arriving if o.arrival_ts >= ts_us]
-            venue = Venue(tape.tape(), self.config)
-            for order in due:
-                if self._cancels.get(order.client_id, ts_us + 1) <= order.arrival_ts:
-                    self._end(
-                        order, "cancelled", "cancelled before it reached the exchange", order.arrival_ts
-                    )
-                    continue
-                self._emit(
-                    order.arrival_ts + self.config.response_latency_us,
-                    Ack(order.client_id, f"SIM{order.client_id}", order.arrival_ts),
-                )
-                for f in venue.arrive(order):
-                    self._fill(f)
-                self._settle(order)
-        resting = [o for o in self._resting.get(stock_code, []) if o.live]
-        if resting:
-            venue = Venue(tape.tape(), self.config)
-            for order in resting:
-                cancel_at = self._cancels.get(order.client_id)
-                until = ts_us if cancel_at is None else min(ts_us, cancel_at - 1)
-                while order.live and (pending := venue.next_fill(order, until)) is not None:
-                    self._fill(venue.take(pending))
-                if order.live and cancel_at is not None and cancel_at <= ts_us:
-                    order.status = "cancelled"
-                    self._end(order, "cancelled", "cancelled", cancel_at)
-                self._settle(order)
-        self._resting[stock_code] = [o for o in resting if o.live] + [
-            o for o in due if o.live and o not in resting
-        ]
-
-    def _fill(self, fill: Fill) -> None:
-        self.account.apply(fill)
-        self._emit(fill.ack_ts, fill)
-
-    def _settle(self, order: Order) -> None:
-        if order.live:
-            return
-        self._reserved.pop(order.client_id, None)
-        if order.status == "rejected":
-            self._end(order, "rejected", order.reject_reason, order.arrival_ts)
-        elif order.status == "cancelled" and order.remaining and order.client_id not in self._cancels:
-            # a market or IOC order's remainder, or an auction that matched less than asked
-            self._end(order, "cancelled", f"{order.remaining} not filled", order.arrival_ts)
-
-    def _end(self, order: Order, state: str, reason: str, ts: int) -> None:
-        self._reserved.pop(order.client_id, None)
-        reply = ts + self.config.response_latency_us
-        self._emit(reply, Ended(order.client_id, state, reason, reply))
+        venue = self._venues.get(stock_code)
+        live = self.tapes(stock_code)
+        if venue is not None and live is not None and live.day == venue.tape.day:
+            venue.tape = live.tape()  # the same arrays, grown: the venue's footprint stays
+        self.loop.on_rows(stock_code)
 
     async def poll(self, now_us: int) -> list[BrokerEvent]:
-        out = []
-        while self._out and self._out[0][0] <= now_us:
-            out.append(heapq.heappop(self._out)[2])
+        out: list[BrokerEvent] = [e for t, e in self._refused if t <= now_us]
+        self._refused = [(t, e) for t, e in self._refused if t > now_us]
+        for r in self.loop.advance(now_us):
+            if r.kind == "ack":
+                out.append(Ack(r.client_id, f"SIM{r.client_id}", r.ts))
+            elif r.kind == "fill":
+                out.append(r.fill)
+            else:
+                out.append(Ended(r.client_id, r.state, r.reason or r.state, r.ts))
         return out
 
     async def reconcile(self, open_orders: list[JournaledOrder], now_us: int) -> list[BrokerEvent]:
@@ -256,7 +194,7 @@ class KisBroker:
             return
         self._acks[client_id] = ack
         self._odno[client_id] = ack.odno
-        self._events.append(Ack(client_id, ack.odno, now_us))
+        self._events.append(Ack(client_id, ack.odno, self.clock()))  # the reply's time: the round trip
 
     def cancel(self, client_id: int, now_us: int) -> None:
         """Cancel what is left at KIS (주식주문(정정취소)); the inquiry then shows the order over."""

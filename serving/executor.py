@@ -5,8 +5,9 @@ The strategy objects are the backtester's (backtest/strategies.py), fed the same
 :class:`~backtest.strategy.Decision` and :class:`~backtest.strategy.MarketSecond` views: the
 decisions come from ``feature_repo.live`` (the batch features' own code path), the market views
 from the stock's :class:`~backtest.tape.LiveTape`, which is also what the simulated broker matches
-against. The executor's clock is the exchange time of the rows it has received (and of the
-source's clock while the feed is quiet), never the wall.
+against. Two clocks, as in the backtest: the executor's clock is the local (receive) time of the
+rows it has received (and the source's clock while the feed is quiet), never the wall; the tape
+estimates each row's exchange time from it (``backtest.clock``), and orders match at exchange time.
 
 Nothing is lost in a crash: the journal (serving/journal.py) holds every order before it is sent;
 :meth:`Executor.recover` rebuilds positions and the strategy's holdings from the journaled fills,
@@ -32,9 +33,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from backtest.execution import BUY, Account, CancelRequest, Fill, OrderRequest
+from backtest.account import Account
+from backtest.clock import FeedClock
+from backtest.execution import BUY, CancelRequest, Fill, OrderRequest
 from backtest.strategy import Action, Decision, EventInfo, MarketSecond, Strategy
-from backtest.tape import PHASE_AUCTION, LiveTape
+from backtest.tape import PHASE_AUCTION, RECV_COLUMN, LiveTape
 from feature_repo.build import FeatureRows
 from feature_repo.features import decision_time_us
 from feature_repo.live import LiveFeaturePath
@@ -74,6 +77,11 @@ class Batch:
 class Source(Protocol):
     name: str
     stock_days: dict[tuple[str, dt.date], StockDay]
+    feed_clock: FeedClock  # how its rows' two clocks are read
+
+    def stamp_us(self, stock_code: str) -> int:
+        """µs one exchange stamp of the stock's rows covers (1 s for KIS's HHMMSS)."""
+        ...
 
     def batches(self) -> AsyncIterator[Batch]: ...
 
@@ -106,6 +114,8 @@ class Executor:
         push: Callable[[FeatureRows], None] | None = None,
         config: LiveConfig | None = None,
         mode: dict | None = None,
+        feed_clock: FeedClock | None = None,
+        stamp_us: Callable[[str], int] | None = None,
     ) -> None:
         self.stock_days, self.tapes = stock_days, tapes
         self.strategy, self.risk, self.broker, self.journal = strategy, risk, broker, journal
@@ -113,7 +123,8 @@ class Executor:
         self.config = config or LiveConfig()
         self.mode = mode or {}
         self.features = LiveFeaturePath(stock_days)
-        self.clock_us = 0
+        self.feed_clock, self.stamp_us = feed_clock or FeedClock(), stamp_us or (lambda code: 1)
+        self.clock_us = 0  # local time
         self.account = Account(self.config.capital)  # cash and positions, moved by fills only
         self.infos: dict[str, EventInfo] = {}
         self.requests: dict[int, OrderRequest] = {}
@@ -174,7 +185,8 @@ class Executor:
             self._kill(reason)
 
     def on_row(self, row: dict) -> None:
-        ts = row["timestamp"] if isinstance(row["timestamp"], int) else krx.epoch_us(row["timestamp"])
+        seen = row.get(RECV_COLUMN) or row["timestamp"]  # when it reached us
+        ts = seen if isinstance(seen, int) else krx.epoch_us(seen)
         code = row["stock_code"]
         if (code, krx.seoul_date(ts)) not in self.stock_days:
             self.stats.skipped_rows += 1
@@ -202,8 +214,10 @@ class Executor:
     def _tape(self, code: str, ts: int) -> LiveTape:
         day = krx.seoul_date(ts)
         tape = self.tapes.get(code)
-        if tape is None or tape.tape().day != day:
-            tape = self.tapes[code] = LiveTape(code, self.stock_days[(code, day)])
+        if tape is None or tape.day != day:
+            sd = self.stock_days[(code, day)]
+            tape = self.tapes[code] = LiveTape(code, sd, self.feed_clock, self.stamp_us(code))
+            self.account.markets[code] = sd.market
         return tape
 
     def quote(self, code: str) -> Quote:
@@ -212,7 +226,8 @@ class Executor:
         return Quote(code, t.market, t.day, last, t.lower_limit, t.upper_limit)
 
     def _marks(self) -> dict[str, int]:
-        return {c: int(t.tape().last_price[-1]) for c, t in self.tapes.items() if len(t)}
+        """What a share of each stock is worth now: the bid shown (else the last trade)."""
+        return {c: int(t.tape().mark[-1]) for c, t in self.tapes.items() if len(t)}
 
     def exposure(self) -> Exposure:
         marks = self._marks()
@@ -228,9 +243,10 @@ class Executor:
         )
 
     def _pnl(self, marks: dict[str, int]) -> float:
-        """The day's P&L, costs included: cash moved since the start, positions at their marks."""
-        held = sum(q * marks.get(s, 0) for s, q in self.account.positions.items())
-        return self.account.cash - self.config.capital + held
+        """The day's P&L, costs included: cash moved since the start, positions at their marks net
+        of what selling them would cost."""
+        day = krx.seoul_date(self.clock_us) if self.clock_us else dt.date.today()
+        return self.account.equity(marks, day) - self.config.capital
 
     # -- VIs and decisions -------------------------------------------------------------------
     def _event_info(self, vi: VIEvent) -> EventInfo:
@@ -315,11 +331,12 @@ class Executor:
             return
         tape = self.tapes.get(info.stock_code)  # none yet after a restart, before the feed's first row
         t = tape.tape() if tape is not None else None
-        i = t.index_at(at) if t is not None else -1
+        i = t.seen_at(at) if t is not None else -1
         if i >= 0:
+            bid, ask = t.quotes(i)
             m = MarketSecond(
-                info, at, int(t.last_price[i]), int(t.bid_px[i, 0]), int(t.ask_px[i, 0]),
-                int(t.program_net_buy[i]), int(t.cum_volume[i]), bool(t.phase[i] == PHASE_AUCTION),
+                info, at, int(t.last_price[i]), bid, ask, int(t.program_net_buy[i]), int(t.cum_volume[i]),
+                bool(t.phase[i] == PHASE_AUCTION),
             )  # fmt: skip
             self._act(info, self.strategy.on_second(m, self), at)
         self._timer(at + US, _SECOND, info.event_id)
@@ -367,7 +384,7 @@ class Executor:
 
     def _on_broker(self, e: BrokerEvent) -> None:
         if isinstance(e, Ack):
-            self.journal.set_state(e.client_id, "acked", self.clock_us, e.broker_id)
+            self.journal.acked(e.client_id, e.broker_id, e.ts, self.clock_us)
             if self.order_view[e.client_id]["state"] == "sending":
                 self.order_view[e.client_id]["state"] = "acked"
         elif isinstance(e, Ended):

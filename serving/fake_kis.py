@@ -474,7 +474,7 @@ class FakeKis:
         """A resting order's fills as the replay clock has passed them."""
         venue = self._venue(p.order.request.stock_code)
         while pending := venue.next_fill(p.order, self.now_us()):
-            p.fills.append(venue.take(pending))
+            p.fills.extend(venue.take(pending))
 
     async def _daily_orders(self, request: Request) -> JSONResponse:
         if refused := self._refused(request):

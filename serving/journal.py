@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtest.engine import TRADE_COLUMNS, BacktestConfig, Rejection, RunResult
-from backtest.execution import BUY, Account, Fill, OrderRequest, OrderType, TimeInForce
+from backtest.account import Account
+from backtest.engine import BacktestConfig, Rejection, RunResult
+from backtest.execution import BUY, Fill, OrderRequest, OrderType, TimeInForce
 from backtest.strategy import EventInfo
 
 OPEN_STATES = ("sending", "acked")
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE TABLE IF NOT EXISTS orders (
     client_id INTEGER PRIMARY KEY, sent_ts INTEGER, event_id TEXT, stock_code TEXT, side INTEGER,
     qty INTEGER, order_type TEXT, limit_price INTEGER, tif TEXT, reason TEXT, state TEXT,
-    broker_id TEXT, filled INTEGER DEFAULT 0, updated_ts INTEGER, note TEXT DEFAULT '');
+    broker_id TEXT, filled INTEGER DEFAULT 0, updated_ts INTEGER, note TEXT DEFAULT '',
+    acked_ts INTEGER);
 CREATE TABLE IF NOT EXISTS fills (
     id INTEGER PRIMARY KEY, client_id INTEGER, event_id TEXT, stock_code TEXT, side INTEGER,
     qty INTEGER, price INTEGER, order_ts INTEGER, fill_ts INTEGER, ack_ts INTEGER,
@@ -78,6 +80,9 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(orders)")}
+        if "acked_ts" not in columns:  # a journal written before acknowledgement times were kept
+            self.db.execute("ALTER TABLE orders ADD COLUMN acked_ts INTEGER")
 
     def close(self) -> None:
         self.db.close()
@@ -124,6 +129,14 @@ class Journal:
             (client_id, now, r.event_id, r.stock_code, r.side, r.qty, r.order_type.value,
              r.limit_price, r.tif.value, r.reason, now),
         )  # fmt: skip
+
+    def acked(self, client_id: int, broker_id: str, acked_ts: int, now: int) -> None:
+        """The broker's acknowledgement, heard at ``acked_ts`` (the order's round trip: what
+        ``backtest.latency.RecordedLatency`` replays)."""
+        self._write(
+            "UPDATE orders SET acked_ts = COALESCE(acked_ts, ?) WHERE client_id = ?", (acked_ts, client_id)
+        )
+        self.set_state(client_id, "acked", now, broker_id)
 
     def set_state(self, client_id: int, state: str, now: int, broker_id: str = "", note: str = "") -> None:
         self._write(
@@ -233,27 +246,7 @@ def export_day(journal: Journal, out: Path, strategy: str = "live") -> dict[str,
     row per fill, so ``backtest.metrics`` and the report read a live day like a backtested one),
     and the signals, orders and refusals as they were journaled."""
     out.mkdir(parents=True, exist_ok=True)
-    fills = journal.table("fills")
-    trades = pd.DataFrame(
-        {
-            "strategy": strategy,
-            "event_id": fills["event_id"],
-            "stock_code": fills["stock_code"],
-            "order_ts": fills["order_ts"],
-            "fill_ts": fills["fill_ts"],
-            "side": fills["side"].map({1: "buy", -1: "sell"}),
-            "qty": fills["qty"],
-            "price": fills["price"],
-            "brokerage": fills["brokerage"],
-            "tax": fills["tax"],
-            "reason": fills["reason"],
-            "liquidity": fills["liquidity"],
-            "client_id": fills["client_id"],
-        },
-        columns=TRADE_COLUMNS,
-    )
-    for c in ("order_ts", "fill_ts"):
-        trades[c] = pd.to_datetime(trades[c].astype("int64"), unit="us", utc=True).dt.tz_convert("Asia/Seoul")
+    trades = as_run(journal, 0.0, strategy).trades_frame()
     written = {"trades": out / "trades.parquet"}
     trades.to_parquet(written["trades"], index=False)
     for name in ("signals", "orders", "refusals", "vis"):

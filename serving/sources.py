@@ -1,12 +1,15 @@
 """Where the live executor's tick rows come from (serving/executor.py ``Source``):
 
 - :class:`ReplaySource`: a dataset's stock-days (``data/raw``: vendor files, KIS recordings or the
-  synthetic market) played in exchange-time order, at the real pace times ``speed`` (0: as fast
-  as the executor takes them). Its clock is the replayed exchange time.
+  synthetic market) played in the order they were received (``backtest.clock``: the recorded
+  receive time, or the end of the stamp plus the feed latency where the data has none), at the
+  real pace times ``speed`` (0: as fast as the executor takes them). Every row carries its receive
+  time (``recv_ts``); its clock is the replayed receive time.
 - :class:`KisSource`: the KIS real-time feed (or the loopback fake KIS) through
   :class:`~market.kis.stream.KisStream`, its frames turned into tick rows by
-  :class:`~market.kis.live.LiveTicks` (the recording ingest's own steps), the stock-days' base
-  prices read off the feed. Its clock is the exchange's (``KisRest.market_now_us``).
+  :class:`~market.kis.live.LiveTicks` (the recording ingest's own steps; ``recv_ts`` their frame's
+  receive time), the stock-days' base prices read off the feed. Its clock is the local one
+  (``KisRest.market_now_us``); KIS stamps whole seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backtest.clock import FeedClock, two_clocks
+from backtest.tape import RECV_COLUMN, has_receive_times, us_column
 from market import krx
 from market.events.detector import StockDay
 from market.events.table import load_stock_days
@@ -46,8 +51,11 @@ class ReplaySource:
         speed: float = 1.0,
         start: dt.time | None = None,
         end: dt.time | None = None,
+        feed_clock: FeedClock | None = None,
     ) -> None:
         self.root, self.day, self.codes, self.speed = Path(root), day, codes, speed
+        self.feed_clock = feed_clock or FeedClock()
+        self._stamp_us: dict[str, int] = {}
         self.stock_days = {
             k: v for k, v in load_stock_days(root / "instruments.parquet").items() if k[1] == day
         }
@@ -60,20 +68,34 @@ class ReplaySource:
         self.lag_ms: float | None = None
         self._done = False
 
+    def stamp_us(self, stock_code: str) -> int:
+        return self._stamp_us.get(stock_code, 1)
+
     def _table(self) -> pa.Table:
+        """The stock-days' rows between ``start`` and ``end`` (exchange stamps), each with its receive
+        time, in the order they were received."""
         parts = []
         for code in self.codes:
-            t = read_accepted(self.root, tick_file(self.root, self.day, code), TICK_SCHEMA.names)
-            ts = t["timestamp"].cast(pa.int64())
-            keep = pc.and_(pc.greater_equal(ts, self.start_us or 0), pc.less_equal(ts, self.end_us or 2**62))
+            path = tick_file(self.root, self.day, code)
+            recorded = has_receive_times(path)
+            t = read_accepted(self.root, path, [*TICK_SCHEMA.names, *([RECV_COLUMN] if recorded else [])])
+            stamps = us_column(t["timestamp"])
+            received = us_column(t[RECV_COLUMN]) if recorded else None
+            self._stamp_us[code] = self.feed_clock.resolution(stamps)
+            _, local = two_clocks(stamps, received, self.feed_clock, self._stamp_us[code])
+            recv = pa.array(local, pa.int64()).cast(pa.timestamp("us", tz="Asia/Seoul"))
+            t = t.drop_columns([RECV_COLUMN] if recorded else []).append_column(RECV_COLUMN, recv)
+            keep = pc.and_(
+                pc.greater_equal(stamps, self.start_us or 0), pc.less_equal(stamps, self.end_us or 2**62)
+            )
             parts.append(t.filter(keep))
         table = pa.concat_tables(parts)
-        order = np.argsort(table["timestamp"].cast(pa.int64()).to_numpy(), kind="stable")
+        order = np.argsort(table[RECV_COLUMN].cast(pa.int64()).to_numpy(), kind="stable")
         return table.take(pa.array(order))
 
     async def batches(self) -> AsyncIterator[Batch]:
         table = self._table()
-        stamps = table["timestamp"].cast(pa.int64()).to_numpy()
+        stamps = table[RECV_COLUMN].cast(pa.int64()).to_numpy()  # the replay's clock: receive times
         if not len(stamps):
             return
         t0_wall, t0 = time.monotonic(), int(stamps[0])
@@ -125,6 +147,7 @@ class KisSource:
         backoff_s: float = 0.5,
     ) -> None:
         self.rest, self.codes, self.stop_us, self.clock = rest, codes, stop_us, clock_us
+        self.feed_clock = FeedClock()
         self.ticks = LiveTicks({c: stocks[c] for c in codes}, stock_day=StockDay.from_instrument)
         self.stock_days = self.ticks.stock_days
         self.stream = KisStream(
@@ -133,6 +156,9 @@ class KisSource:
         self._last_recv: float | None = None
         self._lag_ms: float | None = None
         self._done = False
+
+    def stamp_us(self, stock_code: str) -> int:
+        return krx.US_PER_SECOND  # HHMMSS
 
     async def batches(self) -> AsyncIterator[Batch]:
         async for items in self._until_stop():

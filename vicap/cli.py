@@ -414,10 +414,21 @@ def backtest(
     start: str = typer.Option(None, "--from", help="first day (YYYY-MM-DD); default: the test period"),
     end: str = typer.Option(None, "--to", help="last day (YYYY-MM-DD)"),
     purge_days: int = typer.Option(1, min=0, help="purge gap of the default test period (without --model)"),
-    latency_ms: float = typer.Option(
-        30.0, min=0, help="decision to exchange, ms (KIS REST orders: tens of ms)"
+    latency: str = typer.Option(
+        "kis",
+        help="order latency each way: kis (a distribution of KIS REST round trips), constant "
+        "(--latency-ms in, --response-ms back) or journal:PATH (a live journal's measured round trips)",
     ),
-    response_ms: float = typer.Option(30.0, min=0, help="fill to acknowledgement, ms"),
+    latency_ms: float = typer.Option(30.0, min=0, help="decision to exchange, ms (with --latency constant)"),
+    response_ms: float = typer.Option(30.0, min=0, help="exchange to us, ms (with --latency constant)"),
+    broker: str = typer.Option(
+        "direct",
+        help="direct | kis-paper | kis-real: KIS's REST pacing (500 / 50 ms a call) and fill reports",
+    ),
+    fills_by: str = typer.Option("inquiry", help="with a KIS broker: inquiry (polled) | notice (pushed)"),
+    feed_latency_ms: float = typer.Option(
+        20.0, min=0, help="exchange to us, ms: a row is seen no earlier (and KIS stamps are placed by it)"
+    ),
     queue_model: str = typer.Option("risk_averse", help="risk_averse | probabilistic"),
     threshold: float = typer.Option(
         None,
@@ -426,11 +437,20 @@ def backtest(
         help="the model strategy's probability threshold (default: chosen on validation days)",
     ),
     run: str = typer.Option(None, help="run name under reports/backtest/ (default: the time)"),
+    seed: int = typer.Option(0, help="of the latency draws"),
 ) -> None:
-    """Backtest strategies over a period's VI events on the KRX execution model (latency, book
-    walking, queues, call auctions, costs); write reports/backtest/<run>/trades.parquet,
-    equity.parquet, metrics.json and reports/backtest/index.html, and print the comparison."""
-    from vicap.backtest_cmd import MODEL_STRATEGY, POLICY_STRATEGY, RULE_STRATEGIES, run_backtest
+    """Backtest strategies over a period's VI events on the KRX execution model (two clocks,
+    latency, book walking, VI bands, queues, call auctions, costs); write
+    reports/backtest/<run>/ (trades, lots, equity, metrics, its page) and the list of every run,
+    reports/backtest/index.html, and print the comparison."""
+    from vicap.backtest_cmd import (
+        MODEL_STRATEGY,
+        POLICY_STRATEGY,
+        RULE_STRATEGIES,
+        BacktestOptions,
+        run_backtest,
+    )
+    from vicap.settings import get_settings
 
     names = list(strategy or [])
     if compare:
@@ -438,22 +458,11 @@ def backtest(
         names = list(dict.fromkeys([*RULE_STRATEGIES, *extra, *names]))
     if not names:
         raise typer.BadParameter("name a --strategy, or use --compare")
-    raise typer.Exit(
-        run_backtest(
-            names,
-            model,
-            start,
-            end,
-            purge_days,
-            latency_ms,
-            response_ms,
-            queue_model,
-            threshold,
-            run,
-            data_dir,
-            policy_tag=policy,
-        )
-    )
+    options = BacktestOptions(
+        tuple(names), model, policy, start, end, purge_days, latency, latency_ms, response_ms, broker,
+        fills_by, feed_latency_ms, queue_model, threshold, run, seed,
+    )  # fmt: skip
+    raise typer.Exit(run_backtest(options, get_settings(data_dir=data_dir) if data_dir else get_settings()))
 
 
 @app.command()

@@ -357,22 +357,19 @@ def run_demo(seed: int = 7) -> int:
         and run_rl_train(DEMO_PPO_ITERATIONS, 60, 0.1, 1_000, DEMO_PURGE_DAYS, settings=settings) == 0
     )
     console.rule("[bold]vicap demo[/]: backtest of the rule, model, policy and buy-and-hold strategies")
-    from vicap.backtest_cmd import MODEL_STRATEGY, POLICY_STRATEGY, RULE_STRATEGIES, run_backtest
-
-    backtest_ok = (
-        rl_ok
-        and run_backtest(
-            [*RULE_STRATEGIES, MODEL_STRATEGY, POLICY_STRATEGY],
-            "vicap-lightgbm",
-            None,
-            None,
-            DEMO_PURGE_DAYS,
-            run_name="demo",
-            settings=settings,
-            policy_tag="vicap-ppo",
-        )
-        == 0
+    from vicap.backtest_cmd import (
+        MODEL_STRATEGY,
+        POLICY_STRATEGY,
+        RULE_STRATEGIES,
+        BacktestOptions,
+        run_backtest,
     )
+
+    strategies = (*RULE_STRATEGIES, MODEL_STRATEGY, POLICY_STRATEGY)
+    options = BacktestOptions(
+        strategies, "vicap-lightgbm", "vicap-ppo", purge_days=DEMO_PURGE_DAYS, run_name="demo"
+    )
+    backtest_ok = rl_ok and run_backtest(options, settings) == 0
     console.rule("[bold]vicap demo[/]: the model service (BentoML) over HTTP")
     service_ok = backtest_ok and run_service_check(settings)
     console.rule("[bold]vicap demo[/]: KRX rules")

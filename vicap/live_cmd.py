@@ -224,7 +224,8 @@ async def run_session(
         ex = Executor(
             stock_days=source.stock_days, tapes=tapes, strategy=strategy, risk=RiskManager(limits),
             broker=broker, journal=journal, alerts=alerts, model=model,
-            push=push, config=LiveConfig(capital=o.capital), mode=mode,
+            push=push, config=LiveConfig(capital=o.capital), mode=mode, feed_clock=source.feed_clock,
+            stamp_us=source.stamp_us,
         )  # fmt: skip
         journal.start_run(krx.epoch_us(dt.datetime.now(krx.SEOUL)), o.source, o.broker, strategy.name)
         stop = stop or asyncio.Event()
@@ -386,7 +387,7 @@ def run_compare(
     report (``data/reports/backtest/live-<day>/``): what live trading did against what the
     execution model says it would have."""
     from serving.journal import Journal, as_run, journal_path
-    from vicap.backtest_cmd import run_backtest
+    from vicap.backtest_cmd import BacktestOptions, run_backtest
 
     path = journal_path(settings.paths.journal, day)
     if not path.exists():
@@ -403,10 +404,24 @@ def run_compare(
         console.print(f"[red]{path}: no released VI journaled: nothing to compare[/]")
         return 2
     run, ids = _matched(settings, run)
-    return run_backtest(
-        [name], model, day.isoformat(), day.isoformat(), run_name=f"live-{day}", settings=settings,
-        extra_runs={(run.strategy, "configured"): run}, only_events=ids,
-    )  # fmt: skip
+    run.marks.update(_day_end_marks(settings, run, day))
+    # the live simulated broker's constant latency, so that the two differ only where the data does
+    options = BacktestOptions(
+        (name,), model, start=day.isoformat(), end=day.isoformat(), latency="constant", run_name=f"live-{day}"
+    )
+    return run_backtest(options, settings, extra_runs={(run.strategy, "configured"): run}, only_events=ids)
+
+
+def _day_end_marks(settings: Settings, run, day: dt.date) -> dict[str, tuple[int, int]]:
+    """What each position the journal still holds was worth at the day's last row: its bid (the
+    recorded tape's, as the backtest marks its own)."""
+    from backtest.tapestore import TapeStore
+
+    held = [code for code, q in run.account.positions.items() if q]
+    if not held:
+        return {}
+    store = TapeStore(settings.paths.raw, settings.paths.instruments)
+    return {code: (int(store(code, day).mark[-1]), int(store(code, day).ts[-1])) for code in held}
 
 
 def _matched(settings: Settings, run):

@@ -266,7 +266,7 @@ def _frames(merged: list[tuple[int, int, int, str, dict]], codes: list[str], see
     """Records (ts, stock index, order, tr_id, record) as frames: those of one stock and tr_id at
     one instant batched (up to :data:`MAX_BATCH`), a PINGPONG every :data:`PING_EVERY_US`."""
     rng = np.random.default_rng(seed)
-    latency = rng.integers(3_000, 40_000, size=len(merged))  # µs from the exchange to the recorder
+    latency = rng.integers(*krx.FEED_LATENCY_RANGE_US, size=len(merged))  # exchange -> recorder
     frames: list[tuple[int, str, str, str]] = []
     recv = 0
     last_ping = merged[0][0] if merged else 0

@@ -24,6 +24,7 @@ from market.krx.calendar import (
     trading_days,
 )
 from market.krx.clock import (
+    FEED_LATENCY_RANGE_US,
     SEOUL,
     US_PER_SECOND,
     at_seoul,
@@ -37,6 +38,7 @@ from market.krx.clock import (
     seoul_day_number,
     seoul_timestamps,
     series_us,
+    simulated_receive_us,
 )
 from market.krx.costs import DEFAULT_BROKERAGE_RATE, SELL_TAX_BY_YEAR, CostModel, sell_tax_rate
 from market.krx.prices import (
@@ -79,6 +81,7 @@ __all__ = [
     "CSAT_DAYS",
     "DAILY_LIMIT_RATE_PCT",
     "DEFAULT_BROKERAGE_RATE",
+    "FEED_LATENCY_RANGE_US",
     "FUND_MARKETS",
     "MARKETS",
     "RANDOM_END_MAX_SECONDS",
@@ -129,6 +132,7 @@ __all__ = [
     "session_labels_by_day",
     "session_schedule",
     "settlement_date",
+    "simulated_receive_us",
     "tick_size",
     "tick_size_array",
     "tick_table",

@@ -16,6 +16,9 @@ US_PER_DAY = 86_400 * US_PER_SECOND
 _SEOUL_OFFSET_US = 9 * 3600 * US_PER_SECOND
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DAY = dt.date(1970, 1, 1)
+# µs from the exchange to a retail recorder of the real-time feed, drawn uniformly where vicap
+# simulates a feed (the synthetic market's receive times, the KIS exporter's frames)
+FEED_LATENCY_RANGE_US = (3_000, 40_000)
 
 
 def epoch_us(t: dt.datetime) -> int:
@@ -76,3 +79,11 @@ def series_us(ts: pd.Series) -> pd.Series:
 def seoul_timestamps(us: pd.Series) -> pd.Series:
     """A column of microseconds since the epoch as Seoul timestamps (the tick files' type)."""
     return pd.to_datetime(us, unit="us", utc=True).dt.tz_convert(SEOUL)
+
+
+def simulated_receive_us(exchange_us: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """When a feed delivers rows that happened at ``exchange_us`` (in row order): a latency drawn
+    from :data:`FEED_LATENCY_RANGE_US` each, never before the previous row (a socket keeps order)."""
+    latency = rng.integers(*FEED_LATENCY_RANGE_US, size=len(exchange_us))
+    received = np.asarray(exchange_us, dtype=np.int64) + latency
+    return np.maximum.accumulate(received) if len(received) else received

@@ -25,7 +25,7 @@ from market import krx
 from market.exchange.engine import Exchange, ExchangeConfig, Instrument
 from market.krx.dataset import clear_verdict, tick_file
 from market.krx.flows import publication_times_us
-from market.krx.schema import INSTRUMENT_SCHEMA, SYNTHETIC_VI_LOG_FIELDS, VI_LOG_SCHEMA
+from market.krx.schema import INSTRUMENT_SCHEMA, RECV_TS_FIELD, SYNTHETIC_VI_LOG_FIELDS, VI_LOG_SCHEMA
 from market.parallel import TaskRunner
 from market.synthetic import kernels as sk
 
@@ -352,6 +352,11 @@ def simulate_stock_day(
             "disclosure_flag": ov[:, sk.OV_DISCLOSURE].astype(bool),
         }
     )
+    # when a retail feed would have delivered each row (its own draws: the market stays the same)
+    stamps = ticks["timestamp"].cast(pa.int64()).to_numpy()
+    feed = np.random.default_rng([seed, day_index, stock_index, 0xFEED])
+    received = pa.array(krx.simulated_receive_us(stamps, feed)).cast(RECV_TS_FIELD.type)
+    ticks = ticks.append_column(RECV_TS_FIELD, received)
     n_vi = len(ex.vi_records())
     cause = [sk.CAUSES[c] if c else None for c in vi_cause[:n_vi]]
     drift = [None if np.isnan(d) else float(d) for d in vi_drift[:n_vi]]

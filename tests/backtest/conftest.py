@@ -8,7 +8,8 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 
-from backtest.tape import COLUMNS, LEVELS, tape_from_table
+from backtest.clock import FeedClock
+from backtest.tape import COLUMNS, LEVELS, RECV_COLUMN, tape_from_table
 from market import krx
 from market.events.detector import StockDay
 
@@ -28,9 +29,11 @@ def row(
     session: str = "continuous",
     program: int = 0,
     cum_volume: int = 0,
+    recv_ms: float | None = None,
 ) -> dict:
     r = {
         "timestamp": T0 + int(ms * 1000),
+        RECV_COLUMN: None if recv_ms is None else T0 + int(recv_ms * 1000),
         "event_type": kind,
         "price": price,
         "volume": volume,
@@ -47,8 +50,23 @@ def row(
     return r
 
 
-def make_tape(rows: list[dict], base_price: int = 10_000, market: str = "KOSPI", day: dt.date = DAY):
+# crafted rows are stamped exactly and seen the instant they happen, unless a test says otherwise
+EXACT = FeedClock(feed_latency_us=0, stamp_us=1)
+
+
+def make_tape(
+    rows: list[dict],
+    base_price: int = 10_000,
+    market: str = "KOSPI",
+    day: dt.date = DAY,
+    clock: FeedClock = EXACT,
+    kospi200: bool = False,
+):
     df = pd.DataFrame(rows)
-    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="us", utc=True).dt.tz_convert("Asia/Seoul")
-    table = pa.Table.from_pandas(df[COLUMNS], preserve_index=False)
-    return tape_from_table(table, "005930", StockDay(day, market, False, base_price))
+    columns = list(COLUMNS)
+    for c in ("timestamp", RECV_COLUMN):
+        df[c] = pd.to_datetime(df[c], unit="us", utc=True).dt.tz_convert("Asia/Seoul")
+    if df[RECV_COLUMN].notna().any():
+        columns.append(RECV_COLUMN)
+    table = pa.Table.from_pandas(df[columns], preserve_index=False)
+    return tape_from_table(table, "005930", StockDay(day, market, kospi200, base_price), clock)

@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.data import TapeCache, load_events
+from backtest.account import exit_value
+from backtest.data import load_events
 from backtest.engine import BacktestConfig, Backtester, as_decisions
 from backtest.execution import SELL, ExecutionConfig, OrderRequest
-from backtest.metrics import round_trips, summarize
+from backtest.metrics import summarize
 from backtest.strategies import BuyAndHold, ExitRules, VITrader
 from backtest.strategy import Decision, EventInfo, Strategy
+from backtest.tapestore import TapeStore
 from market import krx
 from tests.backtest.conftest import DAY, T0, make_tape, row
 
@@ -32,16 +34,16 @@ class EveryDecision(VITrader):
 
 
 @pytest.fixture(scope="module")
-def session_run(built, dataset):
+def session_run(built, dataset, tmp_path_factory):
     events, _ = load_events(built.events, dataset / "instruments.parquet")
-    tapes = TapeCache(dataset, dataset / "instruments.parquet")
+    tapes = TapeStore(dataset, cache_dir=tmp_path_factory.mktemp("tapes"))
     labels = pd.read_parquet(built.labels / "labels.parquet")
-    decisions = as_decisions(labels, {e.event_id: e for e in events}, [], [], tapes)
+    decisions = as_decisions(labels, {e.event_id: e for e in events}, [], [])
     bt = Backtester(tapes, BacktestConfig(ExecutionConfig(), capital=50_000_000))
     return {s.name: bt.run(s, events, decisions) for s in (BuyAndHold(), EveryDecision())}, tapes, decisions
 
 
-def test_cash_and_positions_reconcile_with_the_trades(session_run):
+def test_cash_positions_and_lots_reconcile_with_the_fills(session_run):
     runs, _, _ = session_run
     for run in runs.values():
         assert run.fills, run.strategy
@@ -55,32 +57,36 @@ def test_cash_and_positions_reconcile_with_the_trades(session_run):
         columns = ["strategy", "event_id", "stock_code", "order_ts", "fill_ts", "side", "qty", "price"]
         assert list(trades.columns[:11]) == [*columns, "brokerage", "tax", "reason"]
         assert (trades["fill_ts"] >= trades["order_ts"]).all()
-        trips = round_trips(trades)
-        closed = trades[trades["event_id"].isin(trips["event_id"])]
-        flows = (
-            np.where(closed["side"] == "buy", -1, 1) * closed["qty"] * closed["price"]
-            - closed["brokerage"]
-            - closed["tax"]
+        assert (trades["ack_ts"] >= trades["fill_ts"]).all()
+        # the lots' P&L is the account's: cash moved, and what is still held at its bid net of exit costs
+        lots = run.lots_frame()
+        assert set(lots["client_id"]) == {f.client_id for f in run.fills if f.side == 1}
+        still = sum(
+            exit_value(q, run.marks[s][0], run.account.markets[s], krx.seoul_date(run.marks[s][1]), 0.00015)
+            for s, q in run.account.positions.items()
+            if q
         )
-        assert trips["pnl"].sum() == pytest.approx(flows.sum())
+        assert lots["pnl"].sum() == pytest.approx(run.account.cash - 50_000_000 + still, abs=1e-3)
 
 
-def test_event_windows_trade_exactly_as_whole_stock_days(session_run, built, dataset):
-    from backtest.data import event_tapes
+def test_tapes_from_the_cache_trade_exactly_as_tapes_read_from_parquet(session_run, dataset):
+    from backtest.tape import load_tape
 
-    runs, _, decisions = session_run
+    runs, store, decisions = session_run
     events = runs["every-decision"].events
-    windows = event_tapes(dataset, dataset / "instruments.parquet", events, 330 + 300)
-    bt = Backtester(lambda e: windows[e.event_id], BacktestConfig(ExecutionConfig(), capital=50_000_000))
-    windowed = bt.run(EveryDecision(), events, decisions)
-    whole = runs["every-decision"]
-    assert len(windowed.fills) == len(whole.fills) > 0
-    assert [(f.event_id, f.side, f.qty, f.price, f.fill_ts) for f in windowed.fills] == [
-        (f.event_id, f.side, f.qty, f.price, f.fill_ts) for f in whole.fills
+
+    def from_parquet(code, day):
+        return load_tape(dataset, code, store.stock_day(code, day))
+
+    bt = Backtester(from_parquet, BacktestConfig(ExecutionConfig(), capital=50_000_000))
+    fresh = bt.run(EveryDecision(), events, decisions)
+    cached = runs["every-decision"]
+    assert len(fresh.fills) == len(cached.fills) > 0
+    assert [(f.event_id, f.side, f.qty, f.price, f.fill_ts) for f in fresh.fills] == [
+        (f.event_id, f.side, f.qty, f.price, f.fill_ts) for f in cached.fills
     ]
-    assert max(len(w) for w in windows.values()) < min(
-        len(t) for t in {e.stock_code: session_run[1](e) for e in events}.values()
-    )
+    assert isinstance(store(events[0].stock_code, events[0].day).ts, np.ndarray)
+    assert store.built == len({(e.stock_code, e.day) for e in events})  # each stock-day built once
 
 
 def test_every_fill_is_on_the_grid_and_inside_the_daily_limits(session_run):
@@ -88,7 +94,7 @@ def test_every_fill_is_on_the_grid_and_inside_the_daily_limits(session_run):
     for run in runs.values():
         for f in run.fills:
             ev = next(e for e in run.events if e.event_id == f.event_id)
-            tape = tapes(ev)
+            tape = tapes(ev.stock_code, ev.day)
             assert tape.lower_limit <= f.price <= tape.upper_limit
             assert krx.is_on_grid(f.price, ev.market, ev.day), (f, ev.market)
             # a sale pays the sell tax of its settlement year, a purchase none
@@ -97,37 +103,44 @@ def test_every_fill_is_on_the_grid_and_inside_the_daily_limits(session_run):
 
 def test_exits_fire_by_their_rules_and_the_buy_and_hold_holds_its_time(session_run):
     runs, _, _ = session_run
-    trips = round_trips(runs["buy-and-hold"].trades_frame())
-    assert len(trips) and set(trips["exit_reason"]) <= {"time exit", "window end"}
-    held = (trips["exit_ts"] - trips["entry_ts"]) / 1e6
+    lots = runs["buy-and-hold"].lots_frame()
+    closed = lots[lots["status"] == "closed"]
+    assert len(closed) and set(closed["exit_reason"]) <= {"time exit", "window end"}
+    held = (closed["exit_ts"] - closed["entry_ts"]) / 1e6
     assert (held >= 60).all() and (held < 62).mean() > 0.9  # exit at the first second after 60 s
-    reasons = set(round_trips(runs["every-decision"].trades_frame())["exit_reason"])
+    reasons = set(runs["every-decision"].lots_frame()["exit_reason"])
     assert "time exit" in reasons and reasons & {"stop loss", "take profit"}
 
 
-def test_decisions_see_only_the_past(session_run):
+def test_decisions_see_only_what_was_received(session_run):
+    from backtest.engine import decision_ready
+
     _, tapes, decisions = session_run
     for ds in list(decisions.values())[:20]:
         for d in ds:
-            tape = tapes(d.event)
-            before = tape.ts <= d.ts
-            traded = (tape.kind == 0) & before
-            assert d.last_price == tape.price[np.flatnonzero(traded)[-1]]
-            assert d.ts >= d.event.release_ts
+            tape = tapes(d.event.stock_code, d.event.day)
+            ready = decision_ready(tape, d.ts)
+            assert ready >= d.ts >= d.event.release_ts
+            # every row of the decision's second has reached us by then, and no later row is used
+            before = tape.ts < d.ts
+            assert (tape.local_ts[before] <= ready).all()
+            seen = tape.local_ts <= ready
+            traded = (tape.kind == 0) & seen
+            assert tape.last_trade_at(ready) == tape.price[np.flatnonzero(traded)[-1]]
 
 
 def test_metrics_of_a_run_are_consistent(session_run):
     runs, _, _ = session_run
     run = runs["every-decision"]
-    trades = run.trades_frame()
-    trips = round_trips(trades)
+    lots = run.lots_frame()
     days = sorted({e.day for e in run.events})
-    m = summarize(trips, trades, run.equity_frame(), days, 50_000_000, bootstrap=200)
-    assert m["trades"] == len(trips) > 0
+    m = summarize(lots, run.trades_frame(), run.equity_frame(), days, 50_000_000, bootstrap=200)
+    assert m["trades"] == len(lots) > 0
     win, lo, hi = m["win_rate"]
-    assert lo <= win <= hi and win == pytest.approx((trips["pnl"] > 0).mean())
-    assert m["net_pnl"] == pytest.approx(trips["pnl"].sum())
+    assert lo <= win <= hi and win == pytest.approx((lots["pnl"] > 0).mean())
+    assert m["net_pnl"] == pytest.approx(lots["pnl"].sum())
     assert 0 <= m["max_drawdown"] < 1 and 0 < m["exposure"] < 1
+    assert m["sharpe"] is None and len(days) < 20  # too few days for a ratio
 
 
 class _Scripted(Strategy):
@@ -158,7 +171,7 @@ def _crafted_run(config: ExecutionConfig, requests: list[OrderRequest], capital:
     ev = EventInfo("005930-1", "005930", "KOSPI", DAY, T0 - 130_000_000, T0, 1, "dynamic", 10_000)
     decision = Decision(ev, 0, T0 + 1_000_000, 10_000, {}, {})
     strategy = _Scripted(requests)
-    run = Backtester(lambda e: tape, BacktestConfig(config, capital=capital)).run(
+    run = Backtester(lambda code, day: tape, BacktestConfig(config, capital=capital)).run(
         strategy, [ev], {ev.event_id: [decision]}
     )
     return run, strategy

@@ -37,7 +37,7 @@ def send(venue: Venue, request: OrderRequest, at_ms: float):
 def all_fills(venue: Venue, order, first):
     fills = list(first)
     while (p := venue.next_fill(order, int(venue.tape.ts[-1]))) is not None:
-        fills.append(venue.take(p))
+        fills += venue.take(p)
     return fills
 
 
@@ -136,7 +136,7 @@ def test_an_order_in_an_auction_fills_at_the_uncross_price_or_not_at_all(
     assert p is None
     p = venue.next_fill(order, T0 + 121_000_000)
     if filled:
-        fill = venue.take(p)
+        (fill,) = venue.take(p)
         assert (fill.qty, fill.price, fill.liquidity) == (filled, price, "auction")
         assert fill.fill_ts == T0 + 121_000_000
     else:

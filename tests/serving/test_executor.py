@@ -131,7 +131,7 @@ def _executor(root, vi_day, strategy, alerts, model=None):
     ex = Executor(
         stock_days=source.stock_days, tapes=tapes, strategy=strategy, risk=RiskManager(RiskLimits()),
         broker=SimBroker(tapes.get, ExecutionConfig(), 100_000_000.0), journal=journal, alerts=alerts,
-        model=model,
+        model=model, feed_clock=source.feed_clock, stamp_us=source.stamp_us,
     )  # fmt: skip
     return ex, source, journal
 

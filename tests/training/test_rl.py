@@ -12,7 +12,6 @@ from gymnasium.utils.env_checker import check_env
 
 from backtest.engine import BacktestConfig, Backtester
 from backtest.execution import BUY, SELL, OrderRequest
-from backtest.metrics import round_trips
 from backtest.strategy import Decision, Strategy
 from training.dataset import Normalizer
 from training.rl.env import VITradingEnv
@@ -54,14 +53,15 @@ def test_an_episode_may_start_later_than_the_first_decision_second():
     ep = planted(1)[0]
     env = VITradingEnv({"episodes": [ep], "sim": {"horizon_s": 20, "start_s": 4}})
     obs, info = env.reset(options={"episode": 0})
-    assert env.sim.t == int(ep.decision_ts[4]) and info["steps"] == 20
+    # at most the rest of the entry window (6 s) and a whole holding (20 s from the fill)
+    assert env.sim.t == int(ep.decision_ts[4]) and info["steps"] == 6 + 20
     assert np.array_equal(obs[:4], ep.features[4])  # the features of decision 4, not 0
     steps = 0
     done = False
     while not done:
         _, _, done, _, _ = env.step(HOLD)
         steps += 1
-    assert steps == 20
+    assert steps == 6  # staying out, it ends with the entry window
     with pytest.raises(ValueError, match="entry window"):
         SimConfig(start_s=10)
 
@@ -82,38 +82,46 @@ def test_an_observation_at_second_k_ignores_everything_after_k(session_episodes,
     for ep in session_episodes[:6]:
         before = _observations(ep, actions, k)
         t_k = int(ep.decision_ts[0]) + k * 1_000_000
-        later = ep.tape.ts > t_k
+        tape = ep.tape
+        later = tape.local_ts > t_k  # received after the observation: it must not matter
+        moved = np.flatnonzero(later & (tape.book >= 0))
+        books = np.concatenate([tape.books, tape.books[tape.book[moved]] + 1_000])
+        book = tape.book.copy()
+        book[moved] = len(tape.books) + np.arange(len(moved))
         tape = dataclasses.replace(
-            ep.tape,
-            price=np.where(later, ep.tape.price * 2, ep.tape.price),
-            last_price=np.where(later, ep.tape.last_price * 2, ep.tape.last_price),
-            ask_px=np.where(later[:, None], ep.tape.ask_px + 1_000, ep.tape.ask_px),
+            tape,
+            price=np.where(later, tape.price * 2, tape.price),
+            last_price=np.where(later, tape.last_price * 2, tape.last_price),
+            mark=np.where(later, tape.mark * 2, tape.mark),
+            book=book,
+            books=books,
         )
         features = ep.features.copy()
         features[k + 1 :] = np.random.default_rng(k).standard_normal(features[k + 1 :].shape)
-        after = _observations(dataclasses.replace(ep, tape=tape, features=features), actions, k)
+        after = _observations(dataclasses.replace(ep, tape_source=tape, features=features), actions, k)
         assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True)), ep.event.event_id
 
 
 class _BuyThenSell(Strategy):
-    """Buys the lot at decision 0 and sells it at decision ``sell_at``: the env's actions."""
+    """Buys the lot at decision 0 and sells it on the market second ``sell_at`` seconds after the
+    first decision second: the env's actions (a step's sale goes out on its whole second)."""
 
     name = "scripted"
 
-    def __init__(self, lot: float, sell_at: int) -> None:
+    def __init__(self, lot: float, first_decision: int, sell_at: int) -> None:
         super().__init__(lot)
-        self.sell_at = sell_at
+        self.sell_ts = first_decision + sell_at * 1_000_000
 
     def on_decision(self, d: Decision, ctx):
         if d.offset_s == 0:
-            return [
-                OrderRequest(
-                    d.event.stock_code, BUY, int(self.notional // d.last_price), event_id=d.event.event_id
-                )
-            ]
-        held = ctx.position(d.event.stock_code)
-        if d.offset_s == self.sell_at and held > 0:
-            return [OrderRequest(d.event.stock_code, SELL, held, event_id=d.event.event_id)]
+            qty = int(self.notional // d.last_price)
+            return [OrderRequest(d.event.stock_code, BUY, qty, event_id=d.event.event_id)]
+        return []
+
+    def on_second(self, m, ctx):
+        held = ctx.position(m.event.stock_code)
+        if m.ts == self.sell_ts and held > 0:
+            return [OrderRequest(m.event.stock_code, SELL, held, event_id=m.event.event_id)]
         return []
 
 
@@ -126,23 +134,26 @@ def test_rewards_sum_to_the_backtesters_net_pnl_for_the_same_actions(session_epi
         env.reset(options={"episode": i})
         total, done, step = 0.0, False, 0
         while not done:
-            _, r, done, _, info = env.step(actions[step])
+            _, r, done, _, info = env.step(actions[min(step, len(actions) - 1)])
             total += r
             step += 1
         decisions = {
             ep.event.event_id: [
-                Decision(ep.event, k, int(t), ep.tape.last_trade_at(int(t)), {}, {})
-                for k, t in enumerate(ep.decision_ts)
+                Decision(ep.event, k, int(t), 0, {}, {}) for k, t in enumerate(ep.decision_ts)
             ]
         }
-        run = Backtester(lambda e, tape=ep.tape: tape, BacktestConfig(capital=lot * 1.5)).run(
-            _BuyThenSell(lot, 5), [ep.event], decisions
+        run = Backtester(lambda c, d, tape=ep.tape: tape, BacktestConfig(capital=lot * 1.5)).run(
+            _BuyThenSell(lot, int(ep.decision_ts[0]), 5), [ep.event], decisions
         )
-        trips = round_trips(run.trades_frame())
-        bt_pnl = float(trips["pnl"].sum()) if len(trips) else run.account.cash - lot * 1.5
+        if any(run.account.positions.values()) or info["position"]:
+            continue  # a sale that did not fill: each counts the holding at its own last mark
+        bt_pnl = run.account.cash - lot * 1.5
+        assert [(f.side, f.qty, f.price, f.fill_ts) for f in env.sim.fills] == [
+            (f.side, f.qty, f.price, f.fill_ts) for f in run.fills
+        ], ep.event.event_id
         assert total * lot == pytest.approx(bt_pnl, abs=1e-3), ep.event.event_id
         assert info["net_pnl"] == pytest.approx(bt_pnl, abs=1e-3)
-        compared += len(trips)
+        compared += len(run.fills) > 0
     assert compared >= 6  # most of them traded
 
 
@@ -156,7 +167,9 @@ def trained_policy(tmp_path_factory):
     episodes = planted(200, seed=0)
     for i in range(0, len(episodes), 4):  # a quarter end early (as a VI near the close does): 12 steps
         ep = episodes[i]
-        episodes[i] = dataclasses.replace(ep, tape=ep.tape.window(0, int(ep.decision_ts[0]) + 12_500_000))
+        episodes[i] = dataclasses.replace(
+            ep, tape_source=ep.tape.window(0, int(ep.decision_ts[0]) + 12_500_000)
+        )
     config = {"episodes": episodes, "sim": {"horizon_s": 20}, "drawdown_weight": 0.0}
     s = PPOSettings(iterations=10, batch_steps=1_000, minibatch=128, epochs=8, lr=1e-3)
     checkpoint, curve = train(config, s, tmp_path_factory.mktemp("ppo"))
@@ -168,7 +181,8 @@ def test_a_short_ppo_run_beats_a_random_policy_on_a_planted_task(trained_policy)
 
     policy, _, curve = trained_policy
     assert len(curve) == 10 and curve[-1]["env_steps"] >= 10_000
-    assert 12 < curve[-1]["episode_len_mean"] < 20  # episodes of different lengths
+    # staying out ends with the entry window (10 steps), a held lot 20 s after its fill (22)
+    assert 10 < curve[-1]["episode_len_mean"] < 22
     assert curve[-1]["episode_return_mean"] > curve[0]["episode_return_mean"]
     held_out = planted(100, seed=1)
     scores = evaluate(
@@ -191,7 +205,7 @@ def test_the_registered_policy_trades_in_the_backtester(trained_policy):
     tag = registry.save_policy(module_dir(checkpoint), identity, {"env": {"sim": {"horizon_s": 20}}})
     greedy, normalizer, meta = registry.load_policy(tag)
     episodes = planted(60, seed=2)
-    tapes = {e.event.event_id: e.tape for e in episodes}
+    tapes = {e.event.stock_code: e.tape for e in episodes}
     decisions = {
         e.event.event_id: [
             Decision(
@@ -207,12 +221,12 @@ def test_the_registered_policy_trades_in_the_backtester(trained_policy):
         for e in episodes
     }
     strategy = PolicyStrategy(greedy, normalizer, SimConfig.from_dict(meta["env"]["sim"]))
-    run = Backtester(lambda ev: tapes[ev.event_id]).run(strategy, [e.event for e in episodes], decisions)
-    trips = round_trips(run.trades_frame())
+    run = Backtester(lambda code, day: tapes[code]).run(strategy, [e.event for e in episodes], decisions)
+    trades = run.lots_frame()
     rising = {e.event.event_id for e in episodes if e.features[0, 0] > 0}
     # it buys the rising ones (as in the environment), holds them to the horizon, and earns
-    assert len(trips) >= 0.6 * len(rising) and trips["event_id"].isin(rising).mean() > 0.9
-    assert trips["pnl"].sum() > 0 and (trips["exit_reason"] == "horizon").mean() > 0.5
+    assert len(trades) >= 0.6 * len(rising) and trades["event_id"].isin(rising).mean() > 0.9
+    assert trades["pnl"].sum() > 0 and (trades["exit_reason"] == "horizon").mean() > 0.5
 
 
 def test_a_model_is_not_loaded_as_a_policy():

@@ -1,17 +1,22 @@
 """Episodes for the environment: a data root's VI events split by time like the models' (train,
-validation, test), each with its tape around the release and its decisions' features normalised
-on the training days; and a planted set whose right answer is known, for tests and benchmarks."""
+validation, test), each with a reference to its stretch of tape in the tape cache
+(``backtest.tapestore``: memory-mapped, shared by every env runner, never copied into the episode
+file) and its decisions' features normalised on the training days; and a planted set whose right
+answer is known, for tests and benchmarks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from backtest.data import TapeCache, load_events
-from backtest.tape import LEVELS, PHASE_CONTINUOUS, Tape
+from backtest.clock import FeedClock
+from backtest.data import load_events
+from backtest.tape import LEVELS, PHASE_CONTINUOUS, Tape, make_tape
+from backtest.tapestore import TapeStore
 from market import krx
 from market.krx.clock import US_PER_SECOND, series_us
 from training.dataset import Normalizer, VIDataset
@@ -19,6 +24,31 @@ from training.rl.interpreters import observed_outputs
 from training.rl.simulator import CLOSE_GRACE_S, Episode
 
 SPLITS = ("train", "validation", "test")
+_STORES: dict[tuple, TapeStore] = {}  # per process: the stores episodes refer into
+
+
+@dataclass(frozen=True)
+class TapeRef:
+    """A stretch of a stock-day in a dataset's tape cache (exchange times ``start_us..end_us``)."""
+
+    root: str
+    cache: str
+    feed_latency_us: int
+    stamp_us: int
+    stock_code: str
+    day: dt.date
+    start_us: int
+    end_us: int
+
+    def store(self) -> TapeStore:
+        key = (self.root, self.cache, self.feed_latency_us, self.stamp_us)
+        if key not in _STORES:
+            clock = FeedClock(self.feed_latency_us, self.stamp_us)
+            _STORES[key] = TapeStore(Path(self.root), clock=clock, cache_dir=Path(self.cache))
+        return _STORES[key]
+
+    def open(self) -> Tape:
+        return self.store().window(self.stock_code, self.day, self.start_us, self.end_us)
 
 
 def build(
@@ -28,6 +58,7 @@ def build(
     raw: Path,
     horizon_s: int,
     outputs: dict[str, np.ndarray] | None = None,
+    clock: FeedClock | None = None,
 ) -> tuple[dict[str, list[Episode]], Normalizer]:
     """Episodes per split (``days``: split name -> trading days). ``outputs``: per split, a model's
     outputs (``MODEL_OUTPUTS`` order) aligned with that split's decision rows, for a policy that
@@ -35,7 +66,7 @@ def build(
     normalizer = Normalizer.fit(ds.on_days(days["train"]))
     infos, _ = load_events(events_path, raw / "instruments.parquet")
     by_id = {e.event_id: e for e in infos}
-    tapes = TapeCache(raw, raw / "instruments.parquet")
+    store = TapeStore(raw, clock=clock)
     out: dict[str, list[Episode]] = {}
     for split, split_days in days.items():
         part = ds.on_days(split_days)
@@ -49,9 +80,14 @@ def build(
             rows = rows[np.argsort(f["decision_offset_s"].to_numpy()[rows])]
             ev = by_id[eid]
             start = int(ts[rows[0]])
-            tape = tapes(ev).window(ev.release_ts, start + (horizon_s + CLOSE_GRACE_S + 1) * US_PER_SECOND)
+            store(ev.stock_code, ev.day)  # built into the cache once, here
+            longest = len(rows) + horizon_s + CLOSE_GRACE_S + 1
+            ref = TapeRef(
+                str(Path(raw).resolve()), str(store.cache), store.clock.feed_latency_us, store.clock.stamp_us,
+                ev.stock_code, ev.day, ev.release_ts, start + longest * US_PER_SECOND,
+            )  # fmt: skip
             extra = observed_outputs(outputs[split][rows]).astype(np.float32) if outputs else None
-            episodes.append(Episode(ev, tape, x[rows], ts[rows], extra))
+            episodes.append(Episode(ev, ref, x[rows], ts[rows], extra))
         out[split] = sorted(episodes, key=lambda e: e.event.release_ts)
     return out, normalizer
 
@@ -67,27 +103,40 @@ def load(path: str | Path) -> dict[str, list[Episode]]:
         return pickle.load(fh)
 
 
-def flat_tape(day: dt.date, start_us: int, prices: np.ndarray, step_us: int = 100_000) -> Tape:
-    """A continuous-session tape with a trade every ``step_us`` at ``prices`` (KRW, on the grid),
-    a deep one-tick book around each: for planted episodes and tests."""
+def flat_tape(
+    day: dt.date, start_us: int, prices: np.ndarray, step_us: int = 100_000, stock_code: str = "005930"
+) -> Tape:
+    """A continuous-session tape with a trade and then a deep one-tick book every ``step_us`` at
+    ``prices`` (KRW, on the grid), seen the instant they happen: for planted episodes and tests."""
     from backtest.execution import BUY
+    from backtest.tape import BOOK, TRADE, derived_columns, stack_books
     from market.events.detector import StockDay
 
     n = len(prices)
-    ts = start_us + np.arange(n, dtype=np.int64) * step_us
+    ts = np.repeat(start_us + np.arange(n, dtype=np.int64) * step_us, 2)
     tick = np.array([krx.tick_size(int(p), "KOSPI", day) for p in prices], dtype=np.int64)
     levels = np.arange(LEVELS, dtype=np.int64)
     ask_px = prices[:, None] + levels[None, :] * tick[:, None]
     bid_px = prices[:, None] - (levels[None, :] + 1) * tick[:, None]
     depth = np.full((n, LEVELS), 10_000, dtype=np.int64)
-    base = StockDay(day, "KOSPI", False, int(prices[0]))
-    lower, upper = krx.price_limits(base.base_price, "KOSPI", day)
-    return Tape(
-        "005930", day, "KOSPI", lower, upper, ts, np.zeros(n, np.int8), prices.astype(np.int64),
-        np.full(n, 10, np.int64), np.full(n, BUY, np.int8), bid_px, depth, ask_px, depth.copy(),
-        np.full(n, PHASE_CONTINUOUS, np.int8), prices.astype(np.int64), np.cumsum(np.full(n, 10, np.int64)),
-        np.zeros(n, np.int64),
-    )  # fmt: skip
+    empty = np.zeros((n, LEVELS), np.int64)
+    planes = [
+        np.stack([e, b], 1).reshape(2 * n, LEVELS)
+        for e, b in ((empty, bid_px), (empty, depth), (empty, ask_px), (empty, depth))
+    ]
+    book, books = stack_books(planes)
+    kind = np.tile(np.array([TRADE, BOOK], np.int8), n)
+    price = np.repeat(prices, 2) * (kind == TRADE)
+    side = np.where(kind == TRADE, BUY, 0).astype(np.int8)
+    phase = np.full(2 * n, PHASE_CONTINUOUS, np.int8)
+    volume = np.where(kind == TRADE, 10, 0)
+    sd = StockDay(day, "KOSPI", False, int(prices[0]))
+    arrays = {
+        "ts": ts, "local_ts": ts, "kind": kind, "price": price, "volume": volume, "side": side,
+        "phase": phase, "cum_volume": np.cumsum(volume), "program_net_buy": np.zeros(2 * n, np.int64),
+        "book": book, **derived_columns(kind, price, side, phase, book, books, sd.base_price),
+    }  # fmt: skip
+    return make_tape(stock_code, sd, arrays, books)
 
 
 def planted(
@@ -108,13 +157,14 @@ def planted(
         steps = (horizon_s + CLOSE_GRACE_S + 2) * 10
         path = 10_000 * (1 + sign * move * np.clip(np.arange(steps) / (horizon_s * 10), 0, 1))
         prices = (np.round(path / 10) * 10).astype(np.int64)
-        tape = flat_tape(day, release, prices)
+        code = f"9{i:05d}"  # a stock of its own: planted tapes overlap in time
+        tape = flat_tape(day, release, prices, stock_code=code)
         features = np.concatenate(
             [np.full((10, 1), sign, np.float32), rng.standard_normal((10, noise)).astype(np.float32)], axis=1
         )
         event = EventInfo(
             f"planted-{i}",
-            "005930",
+            code,
             "KOSPI",
             day,
             release - 130 * US_PER_SECOND,

@@ -1,7 +1,7 @@
 """A registered PPO policy as a backtest (and live) strategy: the observation of the environment
 built from what the strategy hears (decisions, once-a-second views, its fills), the policy's
 action turned into orders with the environment's rules (one lot, entries only in the entry
-window, the position sold at the horizon)."""
+window, the position sold once held for the horizon from its fill)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class _Event:
     entered: bool = False
     qty: int = 0
     entry_price: float = 0.0
+    entry_ts: int = 0  # the buy's fill: the holding clock starts there
 
 
 class PolicyStrategy(Strategy):
@@ -86,6 +87,7 @@ class PolicyStrategy(Strategy):
         if fill.side == BUY:
             e.qty += fill.qty
             e.entry_price = fill.price
+            e.entry_ts = e.entry_ts or fill.fill_ts
         else:
             e.qty -= fill.qty
         return []
@@ -94,9 +96,9 @@ class PolicyStrategy(Strategy):
         e = self._events.get(m.event.event_id)
         if e is None or e.qty <= 0 or ctx.working(m.event.event_id):
             return []
-        k = (m.ts - e.start_ts) // US_PER_SECOND
-        if k >= self.sim.start_s + self.sim.horizon_s:
+        if m.ts - e.entry_ts >= self.sim.horizon_s * US_PER_SECOND:
             return self._sell(m.event, e, "horizon")
+        k = (m.ts - e.start_ts) // US_PER_SECOND
         if self.policy(self._observe(e, k, m.last_price)) == SELL_ACTION:
             return self._sell(m.event, e, "policy: sell")
         return []
