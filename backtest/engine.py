@@ -175,6 +175,9 @@ class _Run:
             return
         tape = self.tape(event)
         i = tape.seen_at(now)
+        if i < 0:  # nothing of the stock received yet
+            self.push(now + US_PER_SECOND, _SECOND, event)
+            return
         bid, ask = tape.quotes(i)
         m = MarketSecond(
             event, now, int(tape.last_price[i]), bid, ask, int(tape.program_net_buy[i]),

@@ -303,13 +303,15 @@ class LiveTape:
     ) -> None:
         self.code, self.stock_day = stock_code, stock_day
         self.clock, self.resolution = clock or FeedClock(), resolution
+        lower, upper = krx.price_limits(stock_day.base_price, stock_day.market, stock_day.day)
+        self._meta = (stock_code, stock_day.day, stock_day.market, bool(stock_day.kospi200),
+                      int(stock_day.base_price), lower, upper)  # fmt: skip
         self._n, self._nb = 0, 0
         self._a = {f: np.zeros(capacity, ROW_DTYPES[f]) for f in ROW_FIELDS}
         self._books = np.zeros((capacity, 4, LEVELS), np.int32)
-        # the running state of _derived
-        self._last = self._static = self._shown = self._indicative = 0
-        self._shown = -1
-        self._phase = -1
+        # the running state of derived_columns
+        self._last = self._static = self._indicative = 0
+        self._shown = self._phase = -1
 
     def __len__(self) -> int:
         return self._n
@@ -317,6 +319,11 @@ class LiveTape:
     @property
     def day(self) -> dt.date:
         return self.stock_day.day
+
+    @property
+    def last_ts(self) -> int:
+        """The exchange time of the last row received (-1 before any)."""
+        return int(self._a["ts"][self._n - 1]) if self._n else -1
 
     def append(self, row: dict) -> None:
         """One tick row (the tick schema's fields, ``recv_ts`` where known; times as datetimes
@@ -368,8 +375,9 @@ class LiveTape:
         return nb
 
     def tape(self) -> Tape:
-        rows = {f: v[: self._n] for f, v in self._a.items()}
-        return make_tape(self.code, self.stock_day, rows, self._books[: self._nb])
+        return Tape(
+            *self._meta, **{f: v[: self._n] for f, v in self._a.items()}, books=self._books[: self._nb]
+        )
 
 
 def _us(t) -> int:

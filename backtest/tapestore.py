@@ -54,7 +54,7 @@ class TapeStore:
         instruments_path: Path | None = None,
         clock: FeedClock | None = None,
         cache_dir: Path | None = None,
-        keep: int = 4096,
+        keep: int = 256,
     ) -> None:
         self.root = Path(root)
         self.days = load_stock_days(instruments_path or self.root / "instruments.parquet")
@@ -131,7 +131,7 @@ class TapeStore:
         arrays["books"] = np.ascontiguousarray(tape.books)
         arrays["seconds"] = second_index(tape.ts)
         layout, offset = {}, 0
-        tmp = data.with_suffix(".tape.tmp")
+        tmp = data.with_suffix(f".tape.{os.getpid()}.tmp")  # two builders never share one
         with open(tmp, "wb") as fh:
             for name, a in arrays.items():
                 pad = -offset % _ALIGN
@@ -140,9 +140,14 @@ class TapeStore:
                 layout[name] = [offset, str(a.dtype), list(a.shape)]
                 fh.write(a.tobytes())
                 offset += a.nbytes
+        # the old meta goes first: a build cut short from here on leaves no meta to vouch for
+        # the new data under the old key, so the next open rebuilds
+        meta_path.unlink(missing_ok=True)
         os.replace(tmp, data)
         meta = {"key": key, "rows": len(tape), "layout": layout}
-        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        tmp_meta = meta_path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp_meta, meta_path)
         self.built += 1
         return meta
 

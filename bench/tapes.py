@@ -150,6 +150,43 @@ def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def episode_store_bytes(root: Path, cache: Path, stock_days: dict, features: int = 134) -> dict:
+    """The RL episode file for every detected VI of the bench market, both ways: today's (main's
+    before issue 29: each episode a pickled copy of its stretch of tape, main's layout, from the
+    release to the longest episode's end plus the close grace) and the new one (each episode a
+    reference into the tape cache); the features (10 decisions x ``features`` float32) alike."""
+    import pickle
+
+    from market.events.table import detect, events_table
+    from training.rl.episodes import TapeRef
+
+    table = events_table(detect(root)).to_pandas()
+    table = table[table["release_ts"].notna()]
+    grace_s = 10 + 60 + 300 + 1  # decisions, the default horizon, the close grace (episodes.build)
+    old_tapes: dict = {}
+    old, new = [], []
+    for r in table.itertuples():
+        code, day = r.stock_code, r.trigger_ts.date()
+        start = int(r.release_ts.value // 1000)
+        x = np.zeros((10, features), np.float32)
+        if (code, day) not in old_tapes:
+            old_tapes[(code, day)] = reference_reader(root, code, stock_days[(code, day)])
+        arrays = old_tapes[(code, day)]
+        lo, hi = np.searchsorted(arrays["ts"], [start, start + grace_s * 1_000_000], side="right")
+        old.append((r.event_id, {k: v[max(lo - 1, 0) : hi].copy() for k, v in arrays.items()}, x))
+        ref = TapeRef(str(root), str(cache), 20_000, 0, code, day, start, start + grace_s * 1_000_000)
+        new.append((r.event_id, ref, x))
+    old_bytes = len(pickle.dumps(old, protocol=pickle.HIGHEST_PROTOCOL))
+    new_bytes = len(pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL))
+    return {
+        "episodes": len(new),
+        "episode_store_bytes_baseline": old_bytes,
+        "episode_store_bytes_refs": new_bytes,
+        "episode_store_ratio": round(new_bytes / old_bytes, 4),
+        "episode_store_target": "at most a fifth of the baseline's bytes",
+    }
+
+
 def main(stocks: int = 8, days: int = 2) -> dict:
     work = Path(tempfile.mkdtemp(prefix="vicap-bench-tapes-"))
     try:
@@ -215,6 +252,8 @@ def main(stocks: int = 8, days: int = 2) -> dict:
             "bytes_per_row_tape_in_memory": round(new_bytes / rows, 1),
             "bytes_per_row_cache_file": round(file_bytes / rows, 1),
             "share_of_rows_without_a_book": round(bookless / rows, 3),
+            **episode_store_bytes(root, cache, stock_days),
+            "tape_cache_bytes_the_refs_share": file_bytes,
         }
         publish("tapes", "Reading tapes: Parquet readers and the memory-mapped cache", table, notes)
         return {"rows": table, "notes": notes}

@@ -101,7 +101,7 @@ class SimBroker:
     def _horizon(self, stock_code: str) -> int:
         """Rows up to just before the last one received are all in (more may share its time)."""
         live = self.tapes(stock_code)
-        return int(live.tape().ts[-1]) - 1 if live is not None and len(live) else -1
+        return live.last_ts - 1 if live is not None else -1
 
     def restore(self, fills: list[Fill]) -> None:
         """The account as the journal's fills left it (a restart)."""

@@ -59,7 +59,8 @@ def run_rl_train(
     episode_sets.save(episodes_path, sets)
     console.print(
         "episodes (one per VI): " + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
-        + f", built in {time.perf_counter() - t0:.1f} s under {run_dir}"
+        + f", built in {time.perf_counter() - t0:.1f} s under {run_dir} "
+        + f"({episodes_path.stat().st_size / 1e6:,.1f} MB: references into the tape cache, not copies)"
     )  # fmt: skip
     if not sets["train"]:
         console.print("[red]no training episode: the training days hold no released VI[/]")

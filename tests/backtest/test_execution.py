@@ -241,3 +241,37 @@ def test_a_window_ending_inside_an_auction_runs_to_its_uncross():
     assert tape.auction_end(T0 + 123_000_000) == T0 + 123_000_000  # continuous trading
     window = tape.window(T0 + 1_000_000, tape.auction_end(T0 + 60_000_000))
     assert window.is_uncross(len(window) - 1) and window.ts[0] == T0 + 1_000_000
+
+
+# a VI auction whose last indicative book explains its print: the engine's uncross of these levels
+# (previous price 10,000) is 10,200 for 500 shares, as printed
+EXPLAINED = [
+    row(0, "trade", price=10_000, volume=10, side=1),
+    row(0, bids=[(9_990, 100)], asks=[(10_000, 100)]),
+    row(1_000, "status", vi_status=1),
+    row(60_000, "indicative", price=10_200, volume=500, vi_status=1,
+        bids=[(10_300, 200), (10_200, 300)], asks=[(10_100, 300), (10_200, 200), (10_300, 400)]),
+    row(121_000, "trade", price=10_200, volume=500, side=0, vi_status=2),
+    row(121_500, bids=[(10_190, 50)], asks=[(10_200, 80)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("order_type", "limit", "qty", "filled", "price"),
+    [
+        # our market buy of 400 moves the uncross to 10,300 (600 shares cross there): we pay it
+        (OrderType.MARKET, None, 400, 400, 10_300),
+        (OrderType.LIMIT, 10_300, 100, 100, 10_200),  # better than the (unchanged) uncross: in full
+        (OrderType.LIMIT, 10_200, 100, 0, None),  # at the price, behind the 300 shown there: nothing left
+    ],
+)
+def test_an_order_in_an_auction_the_book_explains_fills_at_the_uncross_recomputed_with_it(
+    order_type, limit, qty, filled, price
+):
+    venue = Venue(make_tape(EXPLAINED), ZERO)
+    order, first = send(venue, OrderRequest("005930", BUY, qty, order_type, limit), 30_000)
+    assert first == [] and order.status == "auction"
+    fills = all_fills(venue, order, [])
+    assert [(f.qty, f.price, f.liquidity) for f in fills if f.liquidity == "auction"] == (
+        [(filled, price, "auction")] if filled else []
+    )

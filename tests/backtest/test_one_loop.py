@@ -44,7 +44,9 @@ class _Scripted(Strategy):
 
     def on_decision(self, d, ctx):
         qty = int(LOT // d.last_price)
-        return [OrderRequest(d.event.stock_code, BUY, qty, event_id=d.event.event_id)] if d.offset_s == 0 else []
+        return (
+            [OrderRequest(d.event.stock_code, BUY, qty, event_id=d.event.event_id)] if d.offset_s == 0 else []
+        )
 
     def on_second(self, m, ctx):
         held = ctx.position(m.event.stock_code)
@@ -53,12 +55,20 @@ class _Scripted(Strategy):
         return []
 
 
+# the same market until 5 s, then a 하한가 lock: sellers at the lower limit, no bid ever again
+LOCKED = [r for r in ROWS if r["timestamp"] < T0 + 5 * US] + [
+    r
+    for ms in range(5_000, 12_000, 100)
+    for r in (row(ms, "trade", price=7_000, volume=5, side=-1), row(ms + 1, asks=[(7_000, 50_000)]))
+]
+
+
 def _backtest(tape):
     decisions = {EVENT.event_id: [Decision(EVENT, 0, BUY_AT, 0, {}, {})]}
     run = Backtester(lambda c, d: tape, BacktestConfig(CONFIG, capital=LOT * 1.5)).run(
         _Scripted(), [EVENT], decisions
     )
-    return run.fills, run.account.cash
+    return run.fills, run.account.cash, float(run.lots_frame()["pnl"].sum())
 
 
 def _simulator(tape):
@@ -70,10 +80,10 @@ def _simulator(tape):
     sim.sell()
     while not sim.done:
         sim.advance()
-    return sim.fills, sim.loop.account.cash
+    return sim.fills, sim.loop.account.cash, sim.net_pnl()
 
 
-def _live(tape):
+def _live(tape, rows=ROWS):
     """The rows as the feed delivers them, the orders sent on the executor's clock."""
     sd = StockDay(DAY, "KOSPI", False, 10_000)
     live = LiveTape("005930", sd)
@@ -81,7 +91,7 @@ def _live(tape):
     fills, sent = [], set()
 
     async def drive():
-        for r in ROWS:
+        for r in rows:
             now = r["timestamp"]
             if now > BUY_AT and "buy" not in sent:
                 qty = int(LOT // int(live.tape().last_price[-1]))
@@ -97,17 +107,28 @@ def _live(tape):
         fills.extend(e for e in await broker.poll(2**62) if hasattr(e, "fill_ts"))
 
     asyncio.run(drive())
-    return fills, broker.account.cash
+    marks = {"005930": int(live.tape().mark[-1])}  # a holding at the bid shown last (else the last trade)
+    return fills, broker.account.cash, broker.account.equity(marks, DAY) - LOT * 1.5
 
 
-def test_the_same_orders_through_the_three_drivers_get_the_same_fills_and_pnl():
-    tape = make_tape(ROWS)
-    results = {name: run(tape) for name, run in (("backtest", _backtest), ("rl", _simulator), ("live", _live))}
+@pytest.mark.parametrize("rows", [ROWS, LOCKED], ids=["round trip", "locked at the limit"])
+def test_the_same_orders_through_the_three_drivers_get_the_same_fills_and_pnl(rows):
+    tape = make_tape(rows)
+    drivers = (("backtest", _backtest), ("rl", _simulator), ("live", lambda t: _live(t, rows)))
+    results = {name: run(tape) for name, run in drivers}
     key = [(f.side, f.qty, f.price, f.fill_ts, f.ack_ts, f.brokerage, f.tax) for f in results["backtest"][0]]
-    assert len(key) >= 2 and key[0][0] == BUY and key[-1][0] == SELL
-    for name, (fills, cash) in results.items():
+    assert len(key) >= 2 and key[0][0] == BUY
+    for name, (fills, cash, pnl) in results.items():
         assert [(f.side, f.qty, f.price, f.fill_ts, f.ack_ts, f.brokerage, f.tax) for f in fills] == key, name
         assert cash == pytest.approx(results["backtest"][1]), name
+        # the P&L each reports: a lot still held counts at its bid (none: the last trade) net of exit costs
+        assert pnl == pytest.approx(results["backtest"][2]), name
+    if rows is LOCKED:  # nobody bought it back: the loss is in every figure, exit costs included
+        held = sum(f.qty for f in results["backtest"][0])
+        cost = sum(f.qty * f.price + f.brokerage for f in results["backtest"][0])
+        value = held * 7_000
+        exit_costs = int(value * CONFIG.brokerage_rate) + int(value * 0.0018)  # 2024's sell tax
+        assert results["rl"][2] == pytest.approx(value - exit_costs - cost)
 
 
 def _loop(config: ExecutionConfig, tape=None) -> ExchangeLoop:
@@ -150,3 +171,21 @@ def test_latency_drawn_from_a_model_is_the_same_for_the_same_seed():
     assert draws == [b.entry() for _ in range(200)]
     assert 30_000 < float(np.median(draws)) < 55_000 and min(draws) >= model.floor_us
     assert ConstantLatency(5, 7).sampler(0).response() == 7
+
+
+def test_latency_is_replayed_from_a_live_journals_measured_round_trips(tmp_path):
+    from backtest.latency import RecordedLatency
+    from serving.journal import Journal
+
+    journal = Journal(tmp_path / "2024-06-03.sqlite")
+    for cid, rtt_ms in ((1, 60), (2, 80), (3, 100)):
+        journal.sending(cid, T0, OrderRequest("005930", BUY, 1))
+        journal.acked(cid, f"000{cid}", T0 + rtt_ms * 1000, T0 + 200_000)
+    journal.sending(4, T0, OrderRequest("005930", BUY, 1))  # never acknowledged: not a measurement
+    journal.close()
+    recorded = RecordedLatency.from_journal(tmp_path / "2024-06-03.sqlite")
+    assert sorted(recorded.one_way_us) == [30_000, 40_000, 50_000]  # half of each round trip
+    sampler = recorded.sampler(0)
+    assert {sampler.entry() for _ in range(60)} == {30_000, 40_000, 50_000}
+    with pytest.raises(FileNotFoundError):
+        RecordedLatency.from_journal(tmp_path / "none.sqlite")

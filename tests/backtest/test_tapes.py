@@ -31,7 +31,6 @@ from market.krx import US_PER_SECOND
 from tests.backtest.conftest import DAY, T0, row
 
 STOCK_DAY = StockDay(DAY, "KOSPI", False, 10_000)
-COMPARED = ("ts", "local_ts", "kind", "price", "phase", "last_price", "static_ref", "mark", "book", "shown")
 
 # --- rows a market may send, drawn by hypothesis ---
 
@@ -128,8 +127,8 @@ def grown(rows: list[dict], clock: FeedClock, resolution: int) -> Tape:
     return live.tape()
 
 
-def assert_same_rows(a: Tape, b: Tape, fields=COMPARED) -> None:
-    for f in fields:
+def assert_same_rows(a: Tape, b: Tape) -> None:
+    for f in ROW_FIELDS:  # both clocks, kind, price, phase, last_price, static_ref, mark, book, shown...
         assert getattr(a, f).tolist() == getattr(b, f).tolist(), f
     has = a.book >= 0
     # the books the rows point at, not only the pointers
@@ -212,21 +211,25 @@ def test_a_cached_window_equals_the_window_of_the_whole_tape(store, dataset):
             assert_same_tape(store.window(code, day, a, b), tape.window(a, b))
 
 
+# the session market's stamps are exact: read as whole seconds, every exchange time moves
+OTHER_CLOCK = FeedClock(feed_latency_us=20_000, stamp_us=US_PER_SECOND)
+
+
 def test_a_changed_feed_clock_rebuilds_and_a_second_open_does_not(dataset, tmp_path):
     code, day = stock_days(TapeStore(dataset, cache_dir=tmp_path))[0]
     first = TapeStore(dataset, cache_dir=tmp_path)
     first(code, day)
     assert first.built == 1
     again = TapeStore(dataset, cache_dir=tmp_path)
-    again(code, day)
+    before = np.array(again(code, day).ts)
     assert again.built == 0
-    slower = FeedClock(feed_latency_us=75_000)
-    changed = TapeStore(dataset, clock=slower, cache_dir=tmp_path)
+    changed = TapeStore(dataset, clock=OTHER_CLOCK, cache_dir=tmp_path)
     tape = changed(code, day)
     assert changed.built == 1
     # the rebuilt file holds the new clock's times, not the old file's
-    assert_same_tape(tape, load_tape(dataset, code, changed.stock_day(code, day), slower))
-    reopened = TapeStore(dataset, clock=slower, cache_dir=tmp_path)
+    assert not np.array_equal(tape.ts, before)
+    assert_same_tape(tape, load_tape(dataset, code, changed.stock_day(code, day), OTHER_CLOCK))
+    reopened = TapeStore(dataset, clock=OTHER_CLOCK, cache_dir=tmp_path)
     reopened(code, day)
     assert reopened.built == 0
 
@@ -243,7 +246,7 @@ def test_a_rebuild_cut_short_before_its_meta_is_written_is_rebuilt_not_trusted(
     # a rebuild for another clock dies after its data file is in place, before its meta is written
     monkeypatch.setattr(Path, "write_text", power_cut)
     with pytest.raises(OSError, match="power cut"):
-        TapeStore(dataset, clock=FeedClock(feed_latency_us=75_000), cache_dir=tmp_path)(code, day)
+        TapeStore(dataset, clock=OTHER_CLOCK, cache_dir=tmp_path)(code, day)
     monkeypatch.undo()
     # the old meta must not vouch for the new data: the default clock's tape, not the other's
     store = TapeStore(dataset, cache_dir=tmp_path)
@@ -269,12 +272,13 @@ def open_files() -> int:
 @pytest.mark.parametrize("keep", [0, 2])
 def test_a_store_keeps_no_more_than_keep_stock_days_mapped(dataset, tmp_path, keep):
     # each mapping holds a file descriptor: a backtest over many stock-days must not run out of them
-    for code, day in stock_days(TapeStore(dataset, cache_dir=tmp_path)):
+    keys = stock_days(TapeStore(dataset, cache_dir=tmp_path))[:5]  # more than ``keep``
+    for code, day in keys:
         TapeStore(dataset, cache_dir=tmp_path).open(code, day)  # built, and unmapped again
     gc.collect()
     before = open_files()
     store = TapeStore(dataset, cache_dir=tmp_path, keep=keep)
-    for code, day in stock_days(store):
+    for code, day in keys:
         tape = load_tape(dataset, code, store.stock_day(code, day))
         a = int(tape.ts[len(tape) // 2])
         b = a + 60 * US_PER_SECOND
@@ -310,6 +314,8 @@ def test_a_whole_second_stamp_clamps_the_exchange_time_into_its_second():
 def test_a_row_without_a_receive_time_is_seen_at_the_end_of_its_second_plus_the_feed_latency():
     end = S + US_PER_SECOND - 1
     assert clocks([S, S], [None, None]) == ([end, end], [end + 20_000, end + 20_000])
+    no_column = two_clocks(np.array([S, S]), None, KIS)  # a source that never records receive times
+    assert [v.tolist() for v in no_column] == [[end, end], [end + 20_000, end + 20_000]]
     exact = FeedClock(feed_latency_us=20_000, stamp_us=1)
     assert clocks([S + 123], [None], exact) == ([S + 123], [S + 20_123])
 

@@ -131,8 +131,10 @@ def test_train_evaluate_backtest_and_list_on_a_built_data_root(applied, dataset,
     assert days <= set(metrics["split"]["test_days"])
     backtest = json.loads((applied.reports / "backtest" / "t" / "metrics.json").read_text())
     assert {"buy-and-hold | configured latency", "buy-and-hold | zero latency"} <= set(backtest)
-    page = (applied.reports / "backtest" / "index.html").read_text()
+    page = (applied.reports / "backtest" / "t" / "index.html").read_text()
     assert "What latency costs" in page and "model (vicap-lightgbm)" in page
+    runs = (applied.reports / "backtest" / "index.html").read_text()  # every run keeps its page
+    assert 'href="t/index.html"' in runs
     out = runner.invoke(app, ["backtest", "--strategy", "model"])
     assert out.exit_code == 2 and "needs --model" in out.output
     out = runner.invoke(app, ["models", "list"])
