@@ -93,9 +93,6 @@ class Lots:
         if left:
             raise AssertionError(f"{fill.stock_code}: sold {left} more than the open lots hold")
 
-    def open_lots(self) -> list[Lot]:
-        return [lot for queue in self._open.values() for lot in queue]
-
 
 @dataclass
 class Account:

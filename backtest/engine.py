@@ -118,6 +118,9 @@ class _Run:
         self.sampling = False
         self.infos: dict[str, EventInfo] = {}
         self.until: dict[str, int] = {}  # per event: when its market views stop
+        self.day_end: dict[dt.date, int] = {}  # per day: the last event's last view (equity sampled till)
+        self.days: set[tuple[str, dt.date]] = set()  # the stock-days the events bring
+        self.last_marks: dict[str, int] = {}
         self.progress = progress
 
     def venue(self, code: str, day: dt.date) -> Venue:
@@ -187,15 +190,16 @@ class _Run:
         self.push(now + US_PER_SECOND, _SECOND, event)
 
     def marks(self, now: int) -> dict[str, int]:
-        """What each held stock is worth a share: the mark of what was received by ``now``."""
-        out = {}
+        """What each held stock is worth a share: the mark of what was received by ``now`` (a stock
+        with no tape that day keeps its last mark)."""
         day = seoul_date(now)
         for code, q in self.loop.account.positions.items():
-            if q:
+            if q and (code, day) in self.days:
                 tape = self.venue(code, day).tape
                 i = tape.seen_at(now)
-                out[code] = int(tape.mark[i]) if i >= 0 else 0
-        return out
+                if i >= 0:
+                    self.last_marks[code] = int(tape.mark[i])
+        return {c: self.last_marks.get(c, 0) for c, q in self.loop.account.positions.items() if q}
 
     def sample(self, now: int) -> None:
         account = self.loop.account
@@ -204,7 +208,7 @@ class _Run:
     def sample_second(self, now: int) -> None:
         self.sample(now)
         held = any(q for q in self.loop.account.positions.values())
-        if (held or self.loop.open) and now <= self.last_view:
+        if (held or self.loop.open) and now <= self.day_end.get(seoul_date(now), 0):
             self.push(now + US_PER_SECOND, _EQUITY, None)
         else:
             self.sampling = False
@@ -224,13 +228,13 @@ class _Run:
     def run(self, events: list[EventInfo], decisions: dict[str, list[Decision]]) -> int:
         rows = 0
         window, grace = self.cfg.window_s * US_PER_SECOND, self.cfg.exit_grace_s * US_PER_SECOND
-        self.last_view = 0
         for ev in events:
             tape = self.tape(ev)
             self.infos[ev.event_id] = ev
+            self.days.add((ev.stock_code, ev.day))
             end = ev.release_ts + window
             self.until[ev.event_id] = tape.auction_end(end + grace)
-            self.last_view = max(self.last_view, self.until[ev.event_id])
+            self.day_end[ev.day] = max(self.day_end.get(ev.day, 0), self.until[ev.event_id])
             rows += tape.index_at(end) - tape.index_at(ev.release_ts)
             for d in decisions.get(ev.event_id, []):
                 self.push(decision_ready(tape, d.ts), _DECISION, d)

@@ -6,7 +6,7 @@ exchange did takes to come back (response), as swappable models (hftbacktest's
 - :class:`LognormalLatency`: a right-skewed distribution. :data:`KIS_ORDER_LATENCY` is the
   default of ``vicap backtest``: KIS publishes no round-trip figures and none could be found in
   public sources, so it is set from the order of magnitude KIS REST users report (tens of
-  milliseconds each way, the occasional several hundred): median 35 ms, a p99 near 200 ms. Measure
+  milliseconds each way, the occasional several hundred): median 35 ms, a p99 about 180 ms. Measure
   your own with a paper session and replay it (:class:`RecordedLatency`).
 - :class:`RecordedLatency`: drawn from a live journal's measured order round trips (sent -> the
   broker's acknowledgement; half each way).

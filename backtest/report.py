@@ -159,19 +159,24 @@ def _difference(key: tuple[str, int], live: dict | None, bt: dict | None) -> dic
     else:
         krw = -sign * (live["amount"] - bt["amount"] * live["qty"] / bt["qty"])
         moved = (live["sent"] - bt["sent"]) / 1e3
+        waited = (live["filled"] - live["sent"]) / 1e3, (bt["filled"] - bt["sent"]) / 1e3
+        causes = []
         if abs(moved) >= 1:
-            cause = (
-                f"sent {abs(moved):,.0f} ms {'later' if moved > 0 else 'earlier'} live: the decision "
-                f"fired at another time ({live['reason'] or 'its signal'})"
+            causes.append(
+                f"sent {abs(moved):,.0f} ms {'later' if moved > 0 else 'earlier'} live: the decision fired "
+                f"at another time ({live['reason'] or 'its signal'})"
             )
-        elif (
-            live["qty"] != bt["qty"]
-            or abs(live["amount"] - bt["amount"]) > 0
-            or live["filled"] != bt["filled"]
-        ):
-            cause = "sent at the same time, filled otherwise: the live feed's tape is not the recorded one"
-        else:
-            cause = "the same"
+        if abs(waited[0] - waited[1]) >= 5:
+            causes.append(
+                f"filled {waited[0]:,.0f} ms after it was sent live, {waited[1]:,.0f} ms in the backtest: "
+                "the live feed's tape is not the recorded one (KIS's whole-second stamps, its book "
+                "snapshots: an order waits for the next book shown)"
+            )
+        elif not causes and (live["qty"] != bt["qty"] or live["amount"] != bt["amount"]):
+            causes.append(
+                "sent at the same time, filled otherwise: the live feed's tape is not the recorded one"
+            )
+        cause = "; ".join(causes) or "the same"
     side = "buy" if key[1] == 1 else "sell"
     return {"event_id": key[0], "side": side, "live": text(live), "backtest": text(bt), "KRW": round(krw),
             "cause": cause}  # fmt: skip

@@ -296,6 +296,10 @@ class ExchangeLoop:
             self.filled_heard[order.client_id] = self.filled_heard.get(order.client_id, 0) + f.qty
             if r.side == SELL:
                 self.sell_pending[r.stock_code] -= f.qty
+            elif order.client_id in self.reserved:  # the cash it held back is now spent
+                self.reserved[order.client_id] = max(
+                    0.0, self.reserved[order.client_id] - f.amount - f.brokerage
+                )
         done = report.kind == "end" or self.filled_heard.get(order.client_id, 0) >= r.qty
         if done and self.open.pop(order.client_id, None) is not None:
             self.reserved.pop(order.client_id, None)

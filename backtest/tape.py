@@ -115,8 +115,13 @@ class Tape:
         i = self.index_at(t_us)
         if i < 0 or self.phase[i] != PHASE_AUCTION:
             return t_us
-        later = np.flatnonzero((self.kind[i + 1 :] == TRADE) & (self.side[i + 1 :] == 0))
-        return int(self.ts[i + 1 + later[0]]) if len(later) else int(self.ts[-1])
+        step = 4096  # look ahead a block at a time: a mapped tape is read only as far as needed
+        for lo in range(i + 1, len(self), step):
+            block = slice(lo, lo + step)
+            later = np.flatnonzero((self.kind[block] == TRADE) & (self.side[block] == 0))
+            if len(later):
+                return int(self.ts[lo + later[0]])
+        return int(self.ts[-1])
 
     def rows(self, lo: int, hi: int) -> Tape:
         """Rows ``lo..hi-1`` as views (no copy; ``books`` is shared)."""

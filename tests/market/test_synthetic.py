@@ -20,6 +20,7 @@ from market.krx.flows import INVESTOR_PUBLICATIONS
 from market.krx.schema import (
     INSTRUMENT_SCHEMA,
     SYNTHETIC_VI_LOG_FIELDS,
+    TICK_OPTIONAL_FIELDS,
     TICK_SCHEMA,
     VI_LOG_SCHEMA,
     check_table,
@@ -60,7 +61,12 @@ def test_layout_schemas_and_calendar(dataset, instruments, vi_log):
     days = sorted(p.name for p in (dataset / "ticks").iterdir())
     assert days == [f"date={d}" for d in krx.next_trading_days(START, 3)]
     for f in dataset.glob("ticks/*/*.parquet"):
-        check_table(pq.read_table(f), TICK_SCHEMA, source=str(f))
+        ticks = pq.read_table(f)
+        check_table(ticks, TICK_SCHEMA, optional=TICK_OPTIONAL_FIELDS, source=str(f))
+        # both clocks: received after it happened (3-40 ms), never before the row before it
+        stamps, received = (ticks[c].cast(pa.int64()).to_numpy() for c in ("timestamp", "recv_ts"))
+        lag = received - stamps
+        assert lag.min() >= krx.FEED_LATENCY_RANGE_US[0] and (np.diff(received) >= 0).all()
     check_table(pq.read_table(dataset / "instruments.parquet"), INSTRUMENT_SCHEMA)
     check_table(pq.read_table(dataset / "vi_log.parquet"), VI_LOG_SCHEMA, optional=SYNTHETIC_VI_LOG_FIELDS)
     assert len(instruments) == 6 * 3 and instruments["stock_code"].str.fullmatch(r"\d{6}").all()
