@@ -121,6 +121,8 @@ class _Run:
         self.day_end: dict[dt.date, int] = {}  # per day: the last event's last view (equity sampled till)
         self.days: set[tuple[str, dt.date]] = set()  # the stock-days the events bring
         self.last_marks: dict[str, int] = {}
+        self._last_state: tuple | None = None
+        self._mark_seconds: dict[tuple[str, dt.date], tuple[int, np.ndarray]] = {}
         self.progress = progress
 
     def venue(self, code: str, day: dt.date) -> Venue:
@@ -189,26 +191,50 @@ class _Run:
         self.act(now, event, self.strategy.on_second(m, self))
         self.push(now + US_PER_SECOND, _SECOND, event)
 
-    def marks(self, now: int) -> dict[str, int]:
+    def marks(self, now: int, day: dt.date | None = None) -> dict[str, int]:
         """What each held stock is worth a share: the mark of what was received by ``now`` (a stock
         with no tape that day keeps its last mark)."""
-        day = seoul_date(now)
+        day = day or seoul_date(now)
         for code, q in self.loop.account.positions.items():
             if q and (code, day) in self.days:
-                tape = self.venue(code, day).tape
-                i = tape.seen_at(now)
-                if i >= 0:
-                    self.last_marks[code] = int(tape.mark[i])
+                mark = self._mark_at(code, day, now)
+                if mark >= 0:
+                    self.last_marks[code] = mark
         return {c: self.last_marks.get(c, 0) for c, q in self.loop.account.positions.items() if q}
 
-    def sample(self, now: int) -> None:
+    def _mark_at(self, code: str, day: dt.date, now: int) -> int:
+        """The stock's mark received by ``now`` (-1: nothing yet); on whole seconds read off a table
+        of the day's seconds built once (a position held for hours is marked every second)."""
+        tape = self.venue(code, day).tape
+        if now % US_PER_SECOND:
+            i = tape.seen_at(now)
+            return int(tape.mark[i]) if i >= 0 else -1
+        table = self._mark_seconds.get((code, day))
+        if table is None:
+            first = int(tape.local_ts[0]) // US_PER_SECOND
+            seconds = np.arange(first, int(tape.local_ts[-1]) // US_PER_SECOND + 2) * US_PER_SECOND
+            seen = np.searchsorted(tape.local_ts, seconds, side="right") - 1
+            table = self._mark_seconds[(code, day)] = (first, np.where(seen >= 0, tape.mark[seen], -1))
+        first, by_second = table
+        k = now // US_PER_SECOND - first
+        return int(by_second[min(k, len(by_second) - 1)]) if k >= 0 else -1
+
+    def sample(self, now: int, day: dt.date | None = None) -> None:
+        """The account's equity at ``now`` (a sample that would repeat the last one is left out:
+        a held position whose bid does not move adds nothing to the curve or its drawdown)."""
         account = self.loop.account
-        self.equity.append((now, account.cash, account.equity(self.marks(now), seoul_date(now))))
+        day = day or seoul_date(now)
+        state = (account.cash, tuple(sorted(self.marks(now, day).items())), day)
+        if state == self._last_state:
+            return
+        self._last_state = state
+        self.equity.append((now, account.cash, account.equity(dict(state[1]), state[2])))
 
     def sample_second(self, now: int) -> None:
-        self.sample(now)
+        day = seoul_date(now)
+        self.sample(now, day)
         held = any(q for q in self.loop.account.positions.values())
-        if (held or self.loop.open) and now <= self.day_end.get(seoul_date(now), 0):
+        if (held or self.loop.open) and now <= self.day_end.get(day, 0):
             self.push(now + US_PER_SECOND, _EQUITY, None)
         else:
             self.sampling = False
